@@ -1,0 +1,373 @@
+#include "acceptor.h"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "errors.h"
+
+namespace herdless {
+namespace {
+
+constexpr int kMaxEvents = 16;
+constexpr int kAcceptBatch = 64;          // per listener per wake-up, so listeners share fairly
+constexpr int kBackpressureRetryMs = 2;   // workers free room without telling us: look again soon
+constexpr int kFdExhaustedRetryMs = 100;  // EMFILE/ENFILE: give the process time to close fds
+constexpr uint64_t kWakeTag = UINT64_MAX;
+
+bool IsFdExhaustion(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
+
+}  // namespace
+
+void Acceptor::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = DefineClass(env, "Acceptor",
+                                    {
+                                        InstanceMethod<&Acceptor::Start>("start"),
+                                        InstanceMethod<&Acceptor::Stop>("stop"),
+                                        InstanceMethod<&Acceptor::AddWorker>("addWorker"),
+                                        InstanceMethod<&Acceptor::RemoveWorker>("removeWorker"),
+                                        InstanceMethod<&Acceptor::PauseWorker>("pauseWorker"),
+                                        InstanceMethod<&Acceptor::Dispatch>("dispatch"),
+                                        InstanceMethod<&Acceptor::Stats>("stats"),
+                                        InstanceMethod<&Acceptor::SetMaxConnections>("setMaxConnections"),
+                                    });
+  exports.Set("Acceptor", ctor);
+}
+
+// new Acceptor(listenFds: number[], maxConnectionsPerWorker: number, stallMs: number, onError)
+Acceptor::Acceptor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Acceptor>(info) {
+  Napi::Env env = info.Env();
+  Napi::Array fds = info[0].As<Napi::Array>();
+  for (uint32_t i = 0; i < fds.Length(); i++) listeners_.push_back(fds.Get(i).As<Napi::Number>().Int32Value());
+  max_connections_ = info[1].As<Napi::Number>().Int32Value();
+  stall_ms_ = info[2].As<Napi::Number>().Uint32Value();
+
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) throw ErrnoError(env, errno, "epoll_create1");
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    int err = errno;
+    ::close(epoll_fd_);
+    epoll_fd_ = -1;
+    throw ErrnoError(env, err, "eventfd");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeTag;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) throw ErrnoError(env, errno, "epoll_ctl");
+  // Level-triggered: a listener left with a backlog (we paused) wakes us again later.
+  for (size_t i = 0; i < listeners_.size(); i++) {
+    ev.events = EPOLLIN;
+    ev.data.u64 = i;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listeners_[i], &ev) != 0) throw ErrnoError(env, errno, "epoll_ctl");
+  }
+  if (info[3].IsFunction()) {
+    on_error_ = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "herdless.Acceptor", 0, 1);
+    on_error_.Unref(env);  // an idle acceptor must not keep the process alive
+    has_on_error_ = true;
+  }
+}
+
+Acceptor::~Acceptor() {
+  StopThread();
+  for (Worker& w : workers_) UnmapScoreboard(w.board);
+  for (const Handoff& h : waiting_) ::close(h.fd);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+}
+
+Napi::Value Acceptor::Start(const Napi::CallbackInfo& info) {
+  if (!thread_.joinable()) thread_ = std::thread(&Acceptor::Run, this);
+  return info.Env().Undefined();
+}
+
+// stop(): joins the thread. Connections accepted but not yet handed off are handed off
+// one last time if a worker has room; the rest are closed, and their count returned.
+Napi::Value Acceptor::Stop(const Napi::CallbackInfo& info) {
+  StopThread();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (Worker& w : workers_) w.full = false;
+  FlushWaiting();
+  uint32_t dropped = static_cast<uint32_t>(waiting_.size());
+  for (const Handoff& h : waiting_) ::close(h.fd);
+  waiting_.clear();
+  if (has_on_error_) {
+    on_error_.Release();
+    has_on_error_ = false;
+  }
+  return Napi::Number::New(info.Env(), dropped);
+}
+
+void Acceptor::StopThread() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  Wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Acceptor::Wake() {
+  uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: the thread will wake anyway.
+  while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
+}
+
+// addWorker(id, channelFd, scoreboardFd)
+Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Worker w;
+  w.id = info[0].As<Napi::Number>().Int32Value();
+  w.channel = info[1].As<Napi::Number>().Int32Value();
+  w.board = MapScoreboard(info[2].As<Napi::Number>().Int32Value());
+  if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard");
+  // The worker may already have taken connections from a previous life of the channel
+  // (re-dispatch reads them back), so start from what the board says it received.
+  w.sent = static_cast<uint32_t>(w.board->Load(kReceived));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    workers_.push_back(w);
+  }
+  Wake();  // we may have been paused for lack of workers
+  return env.Undefined();
+}
+
+// removeWorker(id): after this returns the thread no longer sends to that worker.
+Napi::Value Acceptor::RemoveWorker(const Napi::CallbackInfo& info) {
+  int id = info[0].As<Napi::Number>().Int32Value();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (size_t i = 0; i < workers_.size(); i++) {
+    if (workers_[i].id != id) continue;
+    UnmapScoreboard(workers_[i].board);
+    workers_.erase(workers_.begin() + static_cast<long>(i));
+    return Napi::Boolean::New(info.Env(), true);
+  }
+  return Napi::Boolean::New(info.Env(), false);
+}
+
+// pauseWorker(id, paused): a draining worker gets no new connections.
+Napi::Value Acceptor::PauseWorker(const Napi::CallbackInfo& info) {
+  int id = info[0].As<Napi::Number>().Int32Value();
+  bool paused = info[1].As<Napi::Boolean>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (Worker& w : workers_)
+      if (w.id == id) w.paused = paused;
+  }
+  Wake();
+  return info.Env().Undefined();
+}
+
+// dispatch([fd, listener, ...]): connections read back from a dead worker's channel.
+// They go ahead of new ones; the acceptor owns (and eventually closes) them.
+Napi::Value Acceptor::Dispatch(const Napi::CallbackInfo& info) {
+  Napi::Array list = info[0].As<Napi::Array>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (uint32_t i = 0; i + 1 < list.Length(); i += 2) {
+      Handoff h{list.Get(i).As<Napi::Number>().Int32Value(), list.Get(i + 1).As<Napi::Number>().Uint32Value()};
+      waiting_.push_back(h);
+      redispatched_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  Wake();
+  return info.Env().Undefined();
+}
+
+Napi::Value Acceptor::SetMaxConnections(const Napi::CallbackInfo& info) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    max_connections_ = info[0].As<Napi::Number>().Int32Value();
+  }
+  Wake();
+  return info.Env().Undefined();
+}
+
+Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto num = [&](const std::atomic<uint64_t>& v) {
+    return Napi::Number::New(env, static_cast<double>(v.load(std::memory_order_relaxed)));
+  };
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("accepted", num(accepted_));
+  out.Set("handedOff", num(handed_off_));
+  out.Set("handoffRetries", num(retries_));
+  out.Set("redispatched", num(redispatched_));
+  out.Set("backpressurePauses", num(backpressure_pauses_));
+  out.Set("backpressurePausedMs", num(backpressure_ms_));
+  out.Set("fdPauses", num(fd_pauses_));
+  out.Set("fdPausedMs", num(fd_pause_ms_));
+  Napi::Object errors = Napi::Object::New(env);
+  for (int e = 0; e < 256; e++) {
+    uint64_t n = accept_errors_[e].load(std::memory_order_relaxed);
+    if (n > 0) errors.Set(ErrnoName(e), Napi::Number::New(env, static_cast<double>(n)));
+  }
+  out.Set("acceptErrors", errors);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    out.Set("waiting", Napi::Number::New(env, static_cast<double>(waiting_.size())));
+    Napi::Object pending = Napi::Object::New(env);
+    for (const Worker& w : workers_)
+      pending.Set(std::to_string(w.id), w.sent - static_cast<uint32_t>(w.board->Load(kReceived)));
+    out.Set("pendingByWorker", pending);
+  }
+  return out;
+}
+
+// ---- accept thread -------------------------------------------------------------------
+
+// Least loaded first: connections waiting in the channel, open connections and requests
+// in flight, all read from shared memory. A worker whose event loop has not run for
+// stall_ms_ sorts after every live one, so a blocked worker stops getting connections
+// while any other can take them. Ties go round-robin from next_.
+int Acceptor::PickWorker(uint32_t now, const std::vector<bool>& skip) {
+  int best = -1;
+  int64_t best_load = INT64_MAX;
+  size_t n = workers_.size();
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (next_ + k) % n;
+    const Worker& w = workers_[i];
+    if (w.paused || w.full || skip[i]) continue;
+    int64_t pending = static_cast<int32_t>(w.sent - static_cast<uint32_t>(w.board->Load(kReceived)));
+    int64_t open = w.board->Load(kOpen);
+    if (max_connections_ > 0 && pending + open >= max_connections_) continue;
+    int64_t load = pending + open + w.board->Load(kInFlight);
+    uint32_t silent = now - static_cast<uint32_t>(w.board->Load(kHeartbeat));
+    if (silent > stall_ms_ && silent < (1u << 31)) load += int64_t{1} << 32;
+    if (load < best_load) {
+      best = static_cast<int>(i);
+      best_load = load;
+    }
+  }
+  return best;
+}
+
+bool Acceptor::HasRoom(uint32_t now) {
+  std::vector<bool> skip(workers_.size(), false);
+  return PickWorker(now, skip) >= 0;
+}
+
+bool Acceptor::Deliver(const Handoff& handoff) {
+  uint32_t now = MonotonicMillis();
+  std::vector<bool> tried(workers_.size(), false);
+  for (;;) {
+    int i = PickWorker(now, tried);
+    if (i < 0) return false;
+    Worker& w = workers_[static_cast<size_t>(i)];
+    int err = SendHandoff(w.channel, handoff);
+    if (err == 0) {
+      w.sent++;
+      next_ = static_cast<size_t>(i) + 1;
+      // The record in flight holds its own reference to the socket, so ours can go now.
+      // If the worker dies before reading it, the primary's copy of the worker's end
+      // still holds the record: pool code drains it and calls dispatch() (re-dispatch).
+      ::close(handoff.fd);
+      handed_off_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    retries_.fetch_add(1, std::memory_order_relaxed);
+    tried[static_cast<size_t>(i)] = true;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) w.full = true;
+    // Any other error (the channel broke) just means: try the next worker. Pool code
+    // notices the worker's exit and removes it.
+  }
+}
+
+bool Acceptor::FlushWaiting() {
+  while (!waiting_.empty()) {
+    if (!Deliver(waiting_.front())) return false;
+    waiting_.pop_front();
+  }
+  return true;
+}
+
+Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
+  int listener = listeners_[index];
+  for (int i = 0; i < kAcceptBatch; i++) {
+    // Accept only what we can hand off right away: the rest stays in the kernel's backlog.
+    if (!HasRoom(MonotonicMillis())) return Pause::kBackpressure;
+    int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return Pause::kNone;
+      if (err == EINTR) continue;
+      accept_errors_[err & 255].fetch_add(1, std::memory_order_relaxed);
+      // Level-triggered epoll would report the listener again at once: sleep instead of
+      // spinning a core until fds are free.
+      if (IsFdExhaustion(err)) return Pause::kFds;
+      continue;  // ECONNABORTED, EPROTO, ...: that client is gone, the next may not be
+    }
+    accepted_.fetch_add(1, std::memory_order_relaxed);
+    Handoff h{fd, static_cast<uint32_t>(index)};
+    if (!Deliver(h)) {
+      waiting_.push_back(h);  // at most one per pause: we stop accepting right here
+      return Pause::kBackpressure;
+    }
+  }
+  return Pause::kNone;
+}
+
+void Acceptor::DrainWake() {
+  uint64_t count;
+  while (read(wake_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+  }
+  // Something changed (a worker came, went or was resumed): channels may have room again.
+  for (Worker& w : workers_) w.full = false;
+}
+
+void Acceptor::Run() {
+  epoll_event events[kMaxEvents];
+  Pause pause = Pause::kNone;
+  for (;;) {
+    if (pause != Pause::kNone) {
+      // Paused: wait without the listeners, for a wake-up (new worker, stop) or a timeout
+      // after which we look at the scoreboard again. Never a busy loop.
+      int ms = pause == Pause::kFds ? kFdExhaustedRetryMs : kBackpressureRetryMs;
+      pollfd p{wake_fd_, POLLIN, 0};
+      uint32_t started = MonotonicMillis();
+      int rc = poll(&p, 1, ms);
+      if (rc < 0 && errno != EINTR) return ReportFatal(errno, "poll");
+      (pause == Pause::kFds ? fd_pause_ms_ : backpressure_ms_).fetch_add(MonotonicMillis() - started);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return;
+      if (rc > 0) DrainWake();
+      for (Worker& w : workers_) w.full = false;
+      pause = FlushWaiting() && HasRoom(MonotonicMillis()) ? Pause::kNone : Pause::kBackpressure;
+      continue;
+    }
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ReportFatal(errno, "epoll_wait");
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    for (int i = 0; i < n && pause == Pause::kNone; i++) {
+      if (events[i].data.u64 == kWakeTag) {
+        DrainWake();
+      } else if (!FlushWaiting()) {
+        pause = Pause::kBackpressure;
+      } else {
+        pause = AcceptFrom(static_cast<size_t>(events[i].data.u64));
+      }
+    }
+    if (pause == Pause::kNone && !FlushWaiting()) pause = Pause::kBackpressure;
+    if (pause == Pause::kBackpressure) backpressure_pauses_.fetch_add(1, std::memory_order_relaxed);
+    if (pause == Pause::kFds) fd_pauses_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Acceptor::ReportFatal(int err, const char* syscall) {
+  if (!has_on_error_) return;
+  on_error_.BlockingCall([err, syscall](Napi::Env env, Napi::Function fn) {
+    fn.Call({ErrnoError(env, err, syscall).Value()});
+  });
+}
+
+}  // namespace herdless

@@ -1,0 +1,84 @@
+// The accept thread: the only place in a herdless process tree that calls accept().
+//
+// Life cycle: JS constructs it with the listening fds, adds workers as they become ready,
+// calls start(). The thread waits in epoll_wait, accepts in batches until EAGAIN, and
+// sends each connection to the least-loaded worker. JS may add, pause or remove workers
+// at any time (under mutex_); after removeWorker() returns the thread will not touch that
+// worker's channel or scoreboard again. stop() joins the thread. The thread never calls
+// into JS; it reports fatal errors through a thread-safe function.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "channel.h"
+#include "scoreboard.h"
+
+namespace herdless {
+
+class Acceptor : public Napi::ObjectWrap<Acceptor> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  explicit Acceptor(const Napi::CallbackInfo& info);
+  ~Acceptor() override;
+
+ private:
+  struct Worker {
+    int id;
+    int channel;        // primary's end of the socketpair (not owned: JS closes it)
+    Scoreboard* board;  // our own mapping, unmapped on removal
+    uint32_t sent = 0;  // connections sent, compared with board->received
+    bool paused = false;
+    bool full = false;  // last send hit EAGAIN; retried after a short pause
+  };
+
+  enum class Pause { kNone, kBackpressure, kFds };
+
+  // JS methods
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value AddWorker(const Napi::CallbackInfo& info);
+  Napi::Value RemoveWorker(const Napi::CallbackInfo& info);
+  Napi::Value PauseWorker(const Napi::CallbackInfo& info);
+  Napi::Value Dispatch(const Napi::CallbackInfo& info);
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value SetMaxConnections(const Napi::CallbackInfo& info);
+
+  // Accept thread
+  void Run();
+  Pause AcceptFrom(size_t listener);
+  void DrainWake();
+  bool Deliver(const Handoff& handoff);  // false: every worker is full, caller keeps it
+  bool FlushWaiting();                   // false: some connections still wait
+  int PickWorker(uint32_t now, const std::vector<bool>& skip);
+  bool HasRoom(uint32_t now);
+  void Wake();
+  void StopThread();
+  void ReportFatal(int err, const char* syscall);
+
+  std::vector<int> listeners_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::thread thread_;
+  Napi::ThreadSafeFunction on_error_;
+  bool has_on_error_ = false;
+
+  std::mutex mutex_;  // guards everything below that JS touches
+  bool stopping_ = false;
+  std::vector<Worker> workers_;
+  std::deque<Handoff> waiting_;  // accepted or re-dispatched, not yet handed off (bounded)
+  size_t next_ = 0;              // round-robin start for breaking ties
+  int32_t max_connections_ = 0;  // per worker; 0 = unlimited
+  uint32_t stall_ms_ = 100;      // a worker whose loop has not run for this long is avoided
+
+  // Counters written by the accept thread, read by stats()
+  std::atomic<uint64_t> accepted_{0}, handed_off_{0}, retries_{0}, redispatched_{0};
+  std::atomic<uint64_t> backpressure_ms_{0}, fd_pause_ms_{0}, backpressure_pauses_{0}, fd_pauses_{0};
+  std::atomic<uint64_t> accept_errors_[256] = {};
+};
+
+}  // namespace herdless

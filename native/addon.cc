@@ -1,0 +1,32 @@
+// The addon's surface; src/binding.ts types it and is the only JS that loads it.
+#include <napi.h>
+
+#ifdef HERDLESS_LINUX
+#include "acceptor.h"
+#include "channel.h"
+#include "inbox.h"
+#include "listener.h"
+#include "scoreboard.h"
+
+namespace herdless {
+void InitProcess(Napi::Env env, Napi::Object exports);
+}
+#endif
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#ifdef HERDLESS_LINUX
+  herdless::InitListener(env, exports);
+  herdless::InitChannel(env, exports);
+  herdless::InitScoreboard(env, exports);
+  herdless::InitInbox(env, exports);
+  herdless::InitProcess(env, exports);
+  herdless::Acceptor::Init(env, exports);
+  exports.Set("supported", Napi::Boolean::New(env, true));
+#else
+  // Other systems lack epoll and accept4: the package loads, Dispatcher.start() explains.
+  exports.Set("supported", Napi::Boolean::New(env, false));
+#endif
+  return exports;
+}
+
+NODE_API_MODULE(herdless, Init)

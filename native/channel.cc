@@ -1,0 +1,118 @@
+#include "channel.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "errors.h"
+
+namespace herdless {
+
+int SendHandoff(int channel, const Handoff& handoff) {
+  uint32_t payload = handoff.listener;
+  iovec iov{&payload, sizeof(payload)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  std::memset(control, 0, sizeof(control));
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), &handoff.fd, sizeof(int));
+  for (;;) {
+    ssize_t n = sendmsg(channel, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return 0;
+    if (errno != EINTR) return errno;
+  }
+}
+
+int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* malformed) {
+  for (size_t i = 0; i < max; i++) {
+    uint32_t payload = 0;
+    iovec iov{&payload, sizeof(payload)};
+    // Room for more fds than a well-formed record has, so a bad sender cannot make us
+    // lose fds to MSG_CTRUNC silently: we see them and close them.
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(channel, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno == EINTR) { i--; continue; }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      return errno;
+    }
+    if (n == 0 && msg.msg_controllen == 0) return -1;
+    std::vector<int> fds;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < count; k++) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+        fds.push_back(fd);
+      }
+    }
+    bool ok = n == sizeof(payload) && fds.size() == 1 && !(msg.msg_flags & MSG_CTRUNC);
+    if (ok) {
+      out->push_back(Handoff{fds[0], payload});
+    } else {
+      for (int fd : fds) ::close(fd);
+      (*malformed)++;
+    }
+  }
+  return 0;
+}
+
+namespace {
+
+// socketpair() -> [primaryEnd, workerEnd], both non-blocking and close-on-exec; the
+// worker's end reaches the worker through spawn's stdio mapping, which clears CLOEXEC
+// on the child's copy only.
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+    throw ErrnoError(env, errno, "socketpair");
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, sv[0]);
+  out.Set(1u, sv[1]);
+  return out;
+}
+
+// drainChannel(fd) -> [fd, listener, fd, listener, ...]: what a dead worker never read,
+// read back through the primary's own copy of the worker's end.
+Napi::Value DrainChannel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int channel = info[0].As<Napi::Number>().Int32Value();
+  std::vector<Handoff> handoffs;
+  uint32_t malformed = 0;
+  int rc = ReceiveHandoffs(channel, SIZE_MAX, &handoffs, &malformed);
+  if (rc > 0) {
+    for (const Handoff& h : handoffs) ::close(h.fd);
+    throw ErrnoError(env, rc, "recvmsg");
+  }
+  Napi::Array out = Napi::Array::New(env, handoffs.size() * 2);
+  for (size_t i = 0; i < handoffs.size(); i++) {
+    out.Set(static_cast<uint32_t>(i * 2), handoffs[i].fd);
+    out.Set(static_cast<uint32_t>(i * 2 + 1), handoffs[i].listener);
+  }
+  return out;
+}
+
+}  // namespace
+
+void InitChannel(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketpair", Napi::Function::New(env, SocketPair));
+  exports.Set("drainChannel", Napi::Function::New(env, DrainChannel));
+}
+
+}  // namespace herdless

@@ -1,0 +1,51 @@
+// The worker's side: where connections come in, driven by the worker's own libuv loop.
+//
+//   new Inbox(fd, 'channel', cb)   reads hand-offs from the dispatcher (mode 'dispatch')
+//   new Inbox(fd, 'listener', cb)  accepts on a listening socket itself ('herd', 'reuseport')
+//
+// Either way JS gets cb([fd, listenerIndex, ...], consumed) once per wake-up, with fds already
+// checked to be connected stream sockets (consumed also counts the records that were not, so
+// the dispatcher's "sent but not yet received" figure stays exact), or cb(null, 0) once when
+// a channel hangs up (the primary is gone). Keeping both sources behind one interface makes the comparison modes differ only
+// in who calls accept(), which is exactly what the benchmarks compare.
+#pragma once
+#include <napi.h>
+#include <uv.h>
+
+#include <vector>
+
+#include "channel.h"
+
+namespace herdless {
+
+class Inbox : public Napi::ObjectWrap<Inbox> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  explicit Inbox(const Napi::CallbackInfo& info);
+  ~Inbox() override;
+
+ private:
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  static void OnResume(uv_timer_t* timer);
+  size_t Collect(std::vector<Handoff>* out, bool* hangup);  // returns records consumed
+  void AcceptAll(std::vector<Handoff>* out);
+  void Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool hangup);
+  void Shutdown();
+
+  int fd_;
+  bool listener_;
+  bool closed_ = false;
+  uv_poll_t* poll_ = nullptr;    // heap-allocated: freed by uv_close's callback, which may
+  uv_timer_t* timer_ = nullptr;  // run after this object is gone
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext* context_ = nullptr;
+  // Counters read by JS (herd statistics and fd checks)
+  double wakeups_ = 0, empty_wakeups_ = 0, rejected_ = 0, accept_errors_ = 0;
+};
+
+void InitInbox(Napi::Env env, Napi::Object exports);
+
+}  // namespace herdless

@@ -1,0 +1,45 @@
+// The scoreboard: one small shared-memory page per worker (a memfd mapped by the primary
+// and by that worker), in the spirit of Apache's scoreboard. The worker updates its own
+// figures with atomic adds from JS (Atomics on an Int32Array over the mapping); the accept
+// thread reads them with relaxed atomic loads. Choosing a worker therefore costs no
+// syscall and no message.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace herdless {
+
+// Indices into the worker's Int32Array; keep in step with src/scoreboard.ts.
+enum ScoreField : int {
+  kReceived = 0,      // connections the worker has taken off its channel (wraps)
+  kOpen = 1,          // connections open in the worker now
+  kInFlight = 2,      // requests being handled now
+  kRequests = 3,      // requests served (wraps)
+  kHeartbeat = 4,     // CLOCK_MONOTONIC milliseconds (low 32 bits) when the loop last ran
+  kWakeups = 5,       // herd/reuseport: times the worker woke to accept
+  kEmptyWakeups = 6,  // ... and found nothing
+  kRejected = 7,      // fds received that were not connected stream sockets
+  kFieldCount = 16,   // 64 bytes: one cache line per worker
+};
+
+constexpr size_t kScoreboardBytes = kFieldCount * sizeof(int32_t);
+
+struct Scoreboard {
+  std::atomic<int32_t> field[kFieldCount];
+  int32_t Load(ScoreField f) const { return field[f].load(std::memory_order_relaxed); }
+};
+
+static_assert(sizeof(Scoreboard) == kScoreboardBytes, "scoreboard layout");
+static_assert(std::atomic<int32_t>::is_always_lock_free, "scoreboard atomics must be lock-free");
+
+// Maps a scoreboard memfd; returns nullptr and sets errno on failure.
+Scoreboard* MapScoreboard(int fd);
+void UnmapScoreboard(Scoreboard* board);
+
+uint32_t MonotonicMillis();
+
+void InitScoreboard(Napi::Env env, Napi::Object exports);
+
+}  // namespace herdless

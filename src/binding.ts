@@ -1,0 +1,91 @@
+/**
+ * The one place that loads the native addon, and the exact shape of what it exports.
+ * Loading is lazy so that `require('herdless')` works everywhere; only starting a
+ * dispatcher needs Linux.
+ */
+import * as path from 'node:path';
+import { HerdlessError } from './errors';
+
+export interface SocketInfo {
+  stream: boolean;
+  listening: boolean;
+  family: 'IPv4' | 'IPv6' | 'unix' | 'other';
+  address?: string;
+  port?: number;
+  path?: string;
+}
+
+export interface AcceptorStats {
+  accepted: number;
+  handedOff: number;
+  handoffRetries: number;
+  redispatched: number;
+  backpressurePauses: number;
+  backpressurePausedMs: number;
+  fdPauses: number;
+  fdPausedMs: number;
+  acceptErrors: Record<string, number>;
+  waiting: number;
+  pendingByWorker: Record<string, number>;
+}
+
+export interface NativeAcceptor {
+  start(): void;
+  /** Joins the thread; returns how many accepted connections could not be handed off. */
+  stop(): number;
+  addWorker(id: number, channelFd: number, scoreboardFd: number): void;
+  removeWorker(id: number): boolean;
+  pauseWorker(id: number, paused: boolean): void;
+  dispatch(handoffs: number[]): void;
+  setMaxConnections(max: number): void;
+  stats(): AcceptorStats;
+}
+
+export interface NativeInbox {
+  close(): void;
+  counters(): { wakeups: number; emptyWakeups: number; rejected: number; acceptErrors: number };
+}
+
+export type InboxCallback = (handoffs: number[] | null, consumed: number) => void;
+
+export interface Addon {
+  supported: true;
+  listenTcp(ip: string, port: number, backlog: number, reusePort: boolean, listen: boolean): number;
+  listenUnix(path: string, backlog: number, mode: number): number;
+  socketInfo(fd: number): SocketInfo;
+  /** Duplicates an inherited listener as a close-on-exec, non-blocking fd of our own. */
+  adoptFd(fd: number): number;
+  closeFd(fd: number): void;
+  socketpair(): [number, number];
+  drainChannel(fd: number): number[];
+  createScoreboard(): { fd: number; buffer: ArrayBuffer };
+  mapScoreboard(fd: number): ArrayBuffer;
+  monotonicMillis(): number;
+  setParentDeathSignal(signal: number): void;
+  Acceptor: new (
+    listenFds: number[],
+    maxConnectionsPerWorker: number,
+    stallMs: number,
+    onError: (err: Error) => void,
+  ) => NativeAcceptor;
+  Inbox: new (fd: number, kind: 'channel' | 'listener', cb: InboxCallback) => NativeInbox;
+}
+
+let addon: Addon | undefined;
+
+export function loadAddon(): Addon {
+  if (addon) return addon;
+  if (process.platform !== 'linux') {
+    throw new HerdlessError(
+      'ERR_HERDLESS_UNSUPPORTED_PLATFORM',
+      `herdless runs on Linux only (this is ${process.platform}): it relies on epoll, accept4 and SCM_RIGHTS.`,
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const loaded = require('node-gyp-build')(path.join(__dirname, '..')) as Addon | { supported: false };
+  if (!loaded.supported) {
+    throw new HerdlessError('ERR_HERDLESS_UNSUPPORTED_PLATFORM', 'herdless was built without Linux support.');
+  }
+  addon = loaded;
+  return addon;
+}

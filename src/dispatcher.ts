@@ -1,0 +1,174 @@
+/**
+ * Dispatcher: the public face of the primary process. It opens the listeners, starts the
+ * accept thread (mode 'dispatch') and the worker pool, and answers for both.
+ */
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { loadAddon, type Addon, type NativeAcceptor } from './binding';
+import { HerdlessError } from './errors';
+import { closeListeners, openListeners, type Listener } from './listeners';
+import { normalizeOptions, type DispatcherOptions, type Mode, type NormalizedOptions } from './options';
+import { Pool } from './pool';
+import { readScore } from './scoreboard';
+import type { WorkerExit } from './worker-handle';
+
+/** A worker whose event loop has not run for this long gets no new connections while another can take them. */
+const STALL_MS = 100;
+const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
+
+export interface WorkerStats {
+  id: number;
+  pid: number;
+  state: string;
+  connectionsReceived: number;
+  connectionsOpen: number;
+  requestsInFlight: number;
+  requestsServed: number;
+  rejectedFds: number;
+  /** herd/reuseport: times the worker woke to accept, and how often it found nothing. */
+  acceptWakeups: number;
+  emptyWakeups: number;
+}
+
+export interface DispatcherStats {
+  mode: Mode;
+  dispatcher: {
+    accepted: number;
+    handedOff: number;
+    handoffRetries: number;
+    redispatched: number;
+    acceptErrors: Record<string, number>;
+    backpressurePauses: number;
+    backpressurePausedMs: number;
+    fdPauses: number;
+    fdPausedMs: number;
+    /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */
+    waiting: number;
+  };
+  workers: WorkerStats[];
+}
+
+export interface DispatcherEvents {
+  'worker-start': [{ id: number; pid: number }];
+  'worker-exit': [WorkerExit];
+  error: [Error];
+}
+
+export class Dispatcher extends EventEmitter<DispatcherEvents> {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly addon: Addon,
+    private readonly opts: NormalizedOptions,
+    private readonly sockets: Listener[],
+    private readonly acceptor: NativeAcceptor | undefined,
+    private readonly pool: Pool,
+  ) {
+    super();
+    pool.on('worker-start', (info) => this.emit('worker-start', info));
+    pool.on('worker-exit', (exit) => this.emit('worker-exit', exit));
+    pool.on('error', (err) => this.emit('error', err));
+  }
+
+  /** Bind every listener and start `min` workers; resolves when they are ready to serve. */
+  static async start(options: DispatcherOptions): Promise<Dispatcher> {
+    const opts = normalizeOptions(options);
+    const addon = loadAddon();
+    const listeners = await openListeners(addon, opts.listen, opts.mode);
+    let acceptor: NativeAcceptor | undefined;
+    let pool: Pool | undefined;
+    try {
+      if (opts.mode === 'dispatch') {
+        const fds = listeners.map((l) => l.fd);
+        // The thread cannot throw into JS; it reports here and the dispatcher emits 'error'.
+        let self: Dispatcher | undefined;
+        acceptor = new addon.Acceptor(fds, opts.maxConnectionsPerWorker, STALL_MS, (err) => {
+          self?.emit('error', new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err }));
+        });
+        pool = new Pool(addon, opts, listeners, acceptor);
+        await pool.spawn(opts.min);
+        self = new Dispatcher(addon, opts, listeners, acceptor, pool);
+        acceptor.start();
+        return self;
+      }
+      pool = new Pool(addon, opts, listeners, undefined);
+      await pool.spawn(opts.min);
+      return new Dispatcher(addon, opts, listeners, undefined, pool);
+    } catch (err) {
+      // Nothing may outlive a failed start.
+      await pool?.destroy();
+      acceptor?.stop();
+      closeListeners(addon, listeners);
+      throw err;
+    }
+  }
+
+  /** Like net.Server#address() for the first listener. */
+  address(): AddressInfo | string | null {
+    const info = this.sockets[0]?.info;
+    if (!info) return null;
+    if (info.family === 'unix') return info.path ?? null;
+    return { address: info.address!, family: info.family, port: info.port! };
+  }
+
+  /** Workers taking connections now. */
+  get size(): number {
+    return this.pool.size;
+  }
+
+  workers(): { id: number; pid: number; state: string }[] {
+    return [...this.pool.workers.values()].map((w) => ({ id: w.id, pid: w.pid, state: w.state }));
+  }
+
+  stats(): DispatcherStats {
+    const workers: WorkerStats[] = [...this.pool.workers.values()].map((w) => ({
+      id: w.id,
+      pid: w.pid,
+      state: w.state,
+      connectionsReceived: readScore(w.board, 'received'),
+      connectionsOpen: readScore(w.board, 'open'),
+      requestsInFlight: readScore(w.board, 'inFlight'),
+      requestsServed: readScore(w.board, 'requests'),
+      rejectedFds: readScore(w.board, 'rejected'),
+      acceptWakeups: readScore(w.board, 'wakeups'),
+      emptyWakeups: readScore(w.board, 'emptyWakeups'),
+    }));
+    let dispatcher: DispatcherStats['dispatcher'];
+    if (this.acceptor) {
+      const { pendingByWorker: _unused, ...rest } = this.acceptor.stats();
+      dispatcher = rest;
+    } else {
+      // Herd modes: the workers accept; their counts are the only ones there are.
+      const accepted = workers.reduce((sum, w) => sum + w.connectionsReceived, 0);
+      dispatcher = {
+        accepted,
+        handedOff: 0,
+        handoffRetries: 0,
+        redispatched: 0,
+        acceptErrors: {},
+        backpressurePauses: 0,
+        backpressurePausedMs: 0,
+        fdPauses: 0,
+        fdPausedMs: 0,
+        waiting: 0,
+      };
+    }
+    return { mode: this.opts.mode, dispatcher, workers };
+  }
+
+  /**
+   * Graceful stop: stop accepting (new connections are refused), let workers finish their
+   * in-flight requests and close idle keep-alive connections, then exit. Workers still
+   * running after `timeout` ms are killed. Resolves when every worker process is gone.
+   */
+  close(options: { timeout?: number } = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.timeout ?? DEFAULT_CLOSE_TIMEOUT_MS);
+    return this.closing;
+  }
+
+  private async shutdown(timeoutMs: number): Promise<void> {
+    this.acceptor?.stop();
+    closeListeners(this.addon, this.sockets);
+    await this.pool.close(timeoutMs);
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Every error herdless raises itself, in one place. System errors (EADDRINUSE, EACCES, ...)
+ * keep the errno name as their `code`, as Node's own do.
+ */
+export const ErrorCodes = {
+  ERR_HERDLESS_INVALID_OPTION: 'An option is missing, of the wrong type or out of range.',
+  ERR_HERDLESS_UNSUPPORTED_PLATFORM: 'herdless needs Linux (epoll, accept4, SCM_RIGHTS, memfd).',
+  ERR_HERDLESS_APP_LOAD: 'The app module threw while loading, or exports nothing herdless can serve.',
+  ERR_HERDLESS_WORKER_START: 'A worker process exited or failed before it was ready.',
+  ERR_HERDLESS_CRASH_LOOP: 'Workers keep crashing soon after start; respawning stopped.',
+  ERR_HERDLESS_CLOSED: 'The dispatcher is closed or closing.',
+  ERR_HERDLESS_ACCEPT: 'The accept thread hit an unrecoverable error.',
+} as const;
+
+export type HerdlessErrorCode = keyof typeof ErrorCodes;
+
+export class HerdlessError extends Error {
+  readonly code: HerdlessErrorCode;
+  constructor(code: HerdlessErrorCode, message: string, extra?: Record<string, unknown>) {
+    super(message);
+    this.name = 'HerdlessError';
+    this.code = code;
+    if (extra) Object.assign(this, extra);
+  }
+}
+
+export function invalidOption(option: string, why: string): HerdlessError {
+  return new HerdlessError('ERR_HERDLESS_INVALID_OPTION', `Invalid option "${option}": ${why}`, { option });
+}

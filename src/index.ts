@@ -1,0 +1,12 @@
+/**
+ * herdless: one native acceptor, many Node workers.
+ *
+ *   const { Dispatcher } = require('herdless');
+ *   const d = await Dispatcher.start({ min: 2, max: 8, app: require.resolve('./app'), listen: { port: 8080 } });
+ */
+export { Dispatcher } from './dispatcher';
+export type { DispatcherStats, WorkerStats, DispatcherEvents } from './dispatcher';
+export type { DispatcherOptions, ListenOption, TcpListen, UnixListen, FdListen, Mode } from './options';
+export type { WorkerExit } from './worker-handle';
+export { HerdlessError, ErrorCodes } from './errors';
+export type { HerdlessErrorCode } from './errors';

@@ -1,0 +1,89 @@
+/**
+ * Opening the primary's listening sockets. In 'dispatch' and 'herd' modes these are the
+ * real listeners; in 'reuseport' mode the primary only binds (without listening) to hold
+ * the port, and each worker opens its own SO_REUSEPORT listener on the same address.
+ */
+import * as dns from 'node:dns/promises';
+import * as net from 'node:net';
+import * as fs from 'node:fs';
+import type { Addon, SocketInfo } from './binding';
+import { invalidOption } from './errors';
+import type { Mode, NormalizedListen } from './options';
+
+export interface Listener {
+  fd: number;
+  info: SocketInfo;
+  /** Set for unix sockets we created: removed on close. */
+  socketPath?: string;
+  /** Set in reuseport mode: what each worker binds. */
+  reusePort?: { ip: string; port: number; backlog: number };
+}
+
+async function resolveHost(host: string): Promise<string> {
+  if (net.isIP(host)) return host;
+  const { address } = await dns.lookup(host);
+  return address;
+}
+
+function openTcp(addon: Addon, ip: string, port: number, backlog: number, mode: Mode): number {
+  return mode === 'reuseport' ? addon.listenTcp(ip, port, backlog, true, false) : addon.listenTcp(ip, port, backlog, false, true);
+}
+
+async function openOne(addon: Addon, spec: NormalizedListen, mode: Mode): Promise<Listener> {
+  if (spec.kind === 'unix') {
+    const fd = addon.listenUnix(spec.path, spec.backlog, spec.mode);
+    return { fd, info: addon.socketInfo(fd), socketPath: spec.path };
+  }
+  if (spec.kind === 'fd') {
+    let info: SocketInfo;
+    try {
+      info = addon.socketInfo(spec.fd);
+    } catch (err) {
+      throw invalidOption('listen.fd', `fd ${spec.fd} is not a usable socket (${(err as Error).message})`);
+    }
+    if (!info.stream || !info.listening) {
+      throw invalidOption('listen.fd', `fd ${spec.fd} must be a listening stream socket (SO_ACCEPTCONN)`);
+    }
+    // Our own duplicate (close-on-exec, non-blocking): the caller keeps its fd, and closing
+    // ours never pulls a socket out from under the caller's event loop.
+    return { fd: addon.adoptFd(spec.fd), info };
+  }
+  let ip: string;
+  if (spec.host === undefined) {
+    // Like net.Server: dual-stack "::" where IPv6 exists, else "0.0.0.0".
+    try {
+      const fd = openTcp(addon, '::', spec.port, spec.backlog, mode);
+      return tcpListener(addon, fd, '::', spec.backlog, mode);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') throw err;
+      ip = '0.0.0.0';
+    }
+  } else {
+    ip = await resolveHost(spec.host);
+  }
+  const fd = openTcp(addon, ip, spec.port, spec.backlog, mode);
+  return tcpListener(addon, fd, ip, spec.backlog, mode);
+}
+
+function tcpListener(addon: Addon, fd: number, ip: string, backlog: number, mode: Mode): Listener {
+  const info = addon.socketInfo(fd);
+  return mode === 'reuseport' ? { fd, info, reusePort: { ip, port: info.port!, backlog } } : { fd, info };
+}
+
+export async function openListeners(addon: Addon, specs: NormalizedListen[], mode: Mode): Promise<Listener[]> {
+  const opened: Listener[] = [];
+  try {
+    for (const spec of specs) opened.push(await openOne(addon, spec, mode));
+    return opened;
+  } catch (err) {
+    closeListeners(addon, opened);
+    throw err;
+  }
+}
+
+export function closeListeners(addon: Addon, listeners: Listener[]): void {
+  for (const l of listeners) {
+    addon.closeFd(l.fd);
+    if (l.socketPath) fs.rmSync(l.socketPath, { force: true });
+  }
+}

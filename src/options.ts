@@ -1,0 +1,171 @@
+/**
+ * Public options, their defaults, and the checks that turn a mistake into an
+ * ERR_HERDLESS_INVALID_OPTION naming the option. Native code only ever sees checked values.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { invalidOption } from './errors';
+
+export type Mode = 'dispatch' | 'herd' | 'reuseport';
+
+export interface TcpListen {
+  port: number;
+  host?: string;
+  backlog?: number;
+}
+export interface UnixListen {
+  path: string;
+  /** Permissions of the socket file, e.g. 0o660. */
+  mode?: number;
+  backlog?: number;
+}
+export interface FdListen {
+  /** A listening stream socket inherited from the parent (systemd, Circus, a supervisor). */
+  fd: number;
+}
+export type ListenOption = TcpListen | UnixListen | FdListen;
+
+export interface DispatcherOptions {
+  /** Absolute path (or specifier resolvable from the current directory) of the module each worker runs. */
+  app: string;
+  listen: ListenOption | ListenOption[];
+  /** Fewest worker processes (default 1). */
+  min?: number;
+  /** Most worker processes (default: the number of CPUs, at least `min`). */
+  max?: number;
+  /** Who accepts: 'dispatch' (default), or 'herd' / 'reuseport' for comparison. */
+  mode?: Mode;
+  /** listen(2) backlog for listeners that do not set their own (default 511). */
+  backlog?: number;
+  /** Stop accepting when every worker holds this many connections (default unlimited). */
+  maxConnectionsPerWorker?: number;
+  /** How long a worker may take to load the app and become ready, in ms (default 30000). */
+  startTimeout?: number;
+  /** Extra environment variables for workers. */
+  env?: Record<string, string>;
+  /** Node flags for workers (default: none). */
+  execArgv?: string[];
+  /** Passed to each worker's http server (ms). */
+  headersTimeout?: number;
+  requestTimeout?: number;
+  keepAliveTimeout?: number;
+}
+
+export type NormalizedListen =
+  | { kind: 'tcp'; host: string | undefined; port: number; backlog: number }
+  | { kind: 'unix'; path: string; mode: number; backlog: number }
+  | { kind: 'fd'; fd: number };
+
+export interface NormalizedOptions {
+  app: string;
+  listen: NormalizedListen[];
+  min: number;
+  max: number;
+  mode: Mode;
+  maxConnectionsPerWorker: number;
+  startTimeout: number;
+  env: Record<string, string>;
+  execArgv: string[];
+  /** Only what the user set: an app's own server settings win otherwise. */
+  serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
+}
+
+const MODES: readonly Mode[] = ['dispatch', 'herd', 'reuseport'];
+
+function isInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v);
+}
+
+function intOption(name: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!isInt(value) || value < min || value > max) {
+    throw invalidOption(name, `expected an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function optionalInt(name: string, value: unknown): number | undefined {
+  return value === undefined ? undefined : intOption(name, value, 0, 0);
+}
+
+function normalizeListen(entry: unknown, i: number, backlog: number, many: boolean): NormalizedListen {
+  const name = many ? `listen[${i}]` : 'listen';
+  if (entry === null || typeof entry !== 'object') {
+    throw invalidOption(name, 'expected { port, host }, { path } or { fd }');
+  }
+  const l = entry as Record<string, unknown>;
+  const keys = ['port', 'path', 'fd'].filter((k) => l[k] !== undefined);
+  if (keys.length !== 1) throw invalidOption(name, 'give exactly one of "port", "path" or "fd"');
+  const ownBacklog = intOption(`${name}.backlog`, l.backlog, backlog, 1, 2 ** 31 - 1);
+  if (l.port !== undefined) {
+    const port = intOption(`${name}.port`, l.port, 0, 0, 65535);
+    if (l.host !== undefined && (typeof l.host !== 'string' || l.host === '')) {
+      throw invalidOption(`${name}.host`, 'expected a non-empty string');
+    }
+    return { kind: 'tcp', host: l.host as string | undefined, port, backlog: ownBacklog };
+  }
+  if (l.path !== undefined) {
+    if (typeof l.path !== 'string' || l.path === '') throw invalidOption(`${name}.path`, 'expected a non-empty string');
+    const mode = l.mode === undefined ? -1 : intOption(`${name}.mode`, l.mode, -1, 0, 0o7777);
+    return { kind: 'unix', path: path.resolve(l.path), mode, backlog: ownBacklog };
+  }
+  return { kind: 'fd', fd: intOption(`${name}.fd`, l.fd, -1, 0, 2 ** 31 - 1) };
+}
+
+export function normalizeOptions(input: unknown): NormalizedOptions {
+  if (input === null || typeof input !== 'object') throw invalidOption('options', 'expected an object');
+  const o = input as Record<string, unknown>;
+
+  if (typeof o.app !== 'string' || o.app === '') {
+    throw invalidOption('app', 'expected the path of the module each worker runs, e.g. require.resolve("./app.js")');
+  }
+  let app: string;
+  try {
+    app = require.resolve(path.resolve(o.app));
+  } catch {
+    throw invalidOption('app', `cannot find module ${o.app}`);
+  }
+
+  const min = intOption('min', o.min, 1, 1, 1024);
+  const max = intOption('max', o.max, Math.max(min, os.availableParallelism()), 1, 1024);
+  if (max < min) throw invalidOption('max', `must be at least min (${min}), got ${max}`);
+
+  const mode = (o.mode ?? 'dispatch') as Mode;
+  if (!MODES.includes(mode)) throw invalidOption('mode', `expected one of ${MODES.join(', ')}, got ${String(o.mode)}`);
+
+  const backlog = intOption('backlog', o.backlog, 511, 1, 2 ** 31 - 1);
+  if (o.listen === undefined || o.listen === null) throw invalidOption('listen', 'required: { port, host }, { path } or { fd }');
+  const many = Array.isArray(o.listen);
+  const entries = many ? (o.listen as unknown[]) : [o.listen];
+  if (entries.length === 0) throw invalidOption('listen', 'expected at least one address');
+  const listen = entries.map((e, i) => normalizeListen(e, i, backlog, many));
+  if (mode === 'reuseport' && listen.some((l) => l.kind !== 'tcp')) {
+    throw invalidOption('mode', '"reuseport" works with TCP listeners only ({ port, host })');
+  }
+
+  let maxConnectionsPerWorker = 0; // 0 = unlimited, as the addon reads it
+  if (o.maxConnectionsPerWorker !== undefined && o.maxConnectionsPerWorker !== Infinity) {
+    maxConnectionsPerWorker = intOption('maxConnectionsPerWorker', o.maxConnectionsPerWorker, 0, 1, 2 ** 31 - 1);
+  }
+  if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) throw invalidOption('env', 'expected an object');
+  if (o.execArgv !== undefined && !(Array.isArray(o.execArgv) && o.execArgv.every((a) => typeof a === 'string'))) {
+    throw invalidOption('execArgv', 'expected an array of strings');
+  }
+
+  return {
+    app,
+    listen,
+    min,
+    max,
+    mode,
+    maxConnectionsPerWorker,
+    startTimeout: intOption('startTimeout', o.startTimeout, 30_000, 1),
+    env: (o.env as Record<string, string>) ?? {},
+    execArgv: (o.execArgv as string[]) ?? [],
+    serverTimeouts: {
+      headersTimeout: optionalInt('headersTimeout', o.headersTimeout),
+      requestTimeout: optionalInt('requestTimeout', o.requestTimeout),
+      keepAliveTimeout: optionalInt('keepAliveTimeout', o.keepAliveTimeout),
+    },
+  };
+}

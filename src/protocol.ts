@@ -1,0 +1,43 @@
+/**
+ * What the primary and a worker say to each other, besides the fds themselves.
+ *
+ * Control messages travel over Node's IPC channel (rare, small). Connections travel over a
+ * private SEQPACKET socketpair with SCM_RIGHTS (see native/channel.h). Load figures travel
+ * through a shared-memory scoreboard page (see native/scoreboard.h).
+ *
+ * A worker's file descriptors, as spawn() lays them out:
+ *   3 Node IPC  4 scoreboard memfd  5 hand-off channel ('dispatch')
+ *   5.. the shared listeners ('herd')
+ */
+import type { Mode } from './options';
+
+export const SCOREBOARD_FD = 4;
+export const FIRST_EXTRA_FD = 5;
+export const CONFIG_ENV = 'HERDLESS_WORKER_CONFIG';
+
+export type WorkerSource =
+  | { kind: 'channel'; fd: number }
+  | { kind: 'listener'; fd: number }
+  | { kind: 'reuseport'; ip: string; port: number; backlog: number };
+
+export interface WorkerConfig {
+  id: number;
+  app: string;
+  mode: Mode;
+  parentPid: number;
+  sources: WorkerSource[];
+  serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
+}
+
+export type WorkerMessage =
+  | { herdless: 'ready' }
+  | { herdless: 'load-error'; message: string; stack?: string }
+  | { herdless: 'draining' };
+
+export type PrimaryMessage = { herdless: 'drain' };
+
+function tagged(m: unknown): boolean {
+  return typeof m === 'object' && m !== null && typeof (m as { herdless?: unknown }).herdless === 'string';
+}
+export const isWorkerMessage = (m: unknown): m is WorkerMessage => tagged(m);
+export const isPrimaryMessage = (m: unknown): m is PrimaryMessage => tagged(m);

@@ -1,0 +1,49 @@
+/**
+ * Turning whatever the app module exports into a server that is not listening:
+ *   (req, res) => ...                   a request listener (Express, Koa's app.callback())
+ *   http/https/http2 server             used as is
+ *   () => server | listener (async ok)  a factory, awaited: its promise is the readiness
+ * or, if the module called serve(server) while loading, that server.
+ */
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { pathToFileURL } from 'node:url';
+import { state } from './state';
+
+export class AppLoadError extends Error {}
+
+function isServer(value: unknown): value is net.Server {
+  return value instanceof net.Server || (typeof value === 'object' && value !== null && 'listen' in value && 'emit' in value);
+}
+
+function unwrapDefault(mod: unknown): unknown {
+  let value = (mod as { default?: unknown }).default ?? mod;
+  // A TypeScript or Babel CommonJS build puts `export default` at exports.default.
+  if (value && typeof value === 'object' && (value as { __esModule?: boolean }).__esModule) {
+    value = (value as { default?: unknown }).default;
+  }
+  return value;
+}
+
+async function toServer(value: unknown, allowFactory: boolean): Promise<net.Server> {
+  if (isServer(value)) return value;
+  if (typeof value === 'function') {
+    // A request listener takes (req, res[, next]); a factory takes nothing (or the worker id).
+    if (value.length >= 2) return http.createServer(value as http.RequestListener);
+    if (allowFactory) return toServer(await (value as (id: number) => unknown)(state.id), false);
+  }
+  const what = value === undefined ? 'undefined' : typeof value === 'function' ? 'a function of one argument' : typeof value;
+  throw new AppLoadError(
+    `the app module must export a request listener (req, res) => {}, an http/https/http2 server that is not ` +
+      `listening, or a factory returning one (got ${what}); or call serve(server) from 'herdless/worker'`,
+  );
+}
+
+export async function loadApp(file: string): Promise<net.Server> {
+  const mod: unknown = await import(pathToFileURL(file).href);
+  if (state.served) return state.served;
+  const server = await toServer(unwrapDefault(mod), true);
+  if (server.listening) throw new AppLoadError('the app\'s server is already listening: export it without calling listen()');
+  await Promise.all(state.readiness);
+  return server;
+}

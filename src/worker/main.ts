@@ -1,0 +1,147 @@
+/**
+ * The worker process's entry point (spawned by the primary, never required by users).
+ *
+ * Life cycle: read config -> tie our life to the primary's -> load the app -> wait for its
+ * readiness -> open our inboxes -> tell the primary 'ready' -> serve -> on 'drain' (or
+ * SIGTERM, or the primary vanishing): stop taking connections, let open ones finish, exit.
+ */
+import * as net from 'node:net';
+import { loadAddon, type NativeInbox } from '../binding';
+import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type WorkerConfig, type WorkerMessage } from '../protocol';
+import { Score } from '../scoreboard';
+import { Intake } from './intake';
+import { loadApp, AppLoadError } from './load-app';
+import { state } from './state';
+
+const HEARTBEAT_MS = 25;
+const ORPHAN_DEADLINE_MS = 800; // the primary is gone: finish quickly, within a second
+const DRAIN_POLL_MS = 50;
+const EXIT_APP_LOAD = 4; // as gunicorn: "the app could not load", do not respawn blindly
+
+const config = JSON.parse(process.env[CONFIG_ENV] ?? 'null') as WorkerConfig | null;
+if (!config) {
+  process.stderr.write('herdless: this module is started by the dispatcher, not directly\n');
+  process.exit(1);
+}
+delete process.env[CONFIG_ENV];
+
+const addon = loadAddon();
+// If the primary dies, even by SIGKILL, the kernel sends us SIGTERM. Checking the parent
+// afterwards closes the race where it died before prctl().
+addon.setParentDeathSignal(15);
+if (process.ppid !== config.parentPid) process.exit(1);
+
+state.id = config.id;
+const board = new Int32Array(addon.mapScoreboard(SCOREBOARD_FD));
+const heartbeat = () => Atomics.store(board, Score.heartbeat, addon.monotonicMillis() | 0);
+heartbeat();
+setInterval(heartbeat, HEARTBEAT_MS).unref();
+
+function send(message: WorkerMessage): void {
+  if (process.connected) process.send!(message);
+}
+
+const inboxes: NativeInbox[] = [];
+let intake: Intake | undefined;
+
+function openInboxes(server: net.Server): void {
+  intake = new Intake(server, board);
+  const take = (list: number[] | null, consumed: number) => {
+    if (list === null) drain(ORPHAN_DEADLINE_MS); // the channel hung up: the primary is gone
+    else intake!.take(list, consumed);
+  };
+  for (const source of config!.sources) {
+    if (source.kind === 'channel') inboxes.push(new addon.Inbox(source.fd, 'channel', take));
+    else {
+      const fd = source.kind === 'listener' ? source.fd : addon.listenTcp(source.ip, source.port, source.backlog, true, true);
+      inboxes.push(new addon.Inbox(fd, 'listener', take));
+    }
+  }
+  // Herd statistics live in the native inboxes; publish them with the heartbeat.
+  if (config!.mode !== 'dispatch') {
+    setInterval(() => {
+      let wakeups = 0;
+      let empty = 0;
+      for (const inbox of inboxes) {
+        const c = inbox.counters();
+        wakeups += c.wakeups;
+        empty += c.emptyWakeups;
+      }
+      Atomics.store(board, Score.wakeups, wakeups | 0);
+      Atomics.store(board, Score.emptyWakeups, empty | 0);
+    }, 100).unref();
+  }
+}
+
+/** http(s) servers only enforce headersTimeout/requestTimeout and can only close idle
+ *  keep-alive connections once their connection tracking runs, which Node starts on
+ *  'listening'. Our servers never listen, so start it directly. */
+function startConnectionTracking(server: net.Server): void {
+  const setup = server.listeners('listening').find((fn) => fn.name === 'setupConnectionsTracking');
+  if (setup) setup.call(server);
+}
+
+function applyTimeouts(server: net.Server): void {
+  const t = config!.serverTimeouts;
+  const s = server as net.Server & Record<string, unknown>;
+  for (const key of ['headersTimeout', 'requestTimeout', 'keepAliveTimeout'] as const) {
+    if (t[key] !== undefined && key in s) s[key] = t[key];
+  }
+}
+
+let draining = false;
+function drain(deadlineMs?: number): void {
+  if (draining) return;
+  draining = true;
+  send({ herdless: 'draining' });
+  for (const inbox of inboxes) inbox.close();
+  if (deadlineMs !== undefined) setTimeout(() => process.exit(0), deadlineMs).unref();
+  if (!intake) process.exit(0);
+  intake.draining = true;
+  const server = intake.server as net.Server & { closeIdleConnections?: () => void };
+  const sessions = http2Sessions;
+  const check = () => {
+    server.closeIdleConnections?.();
+    for (const session of sessions) session.close();
+    if (intake!.sockets.size === 0) process.exit(0);
+  };
+  check();
+  setInterval(check, DRAIN_POLL_MS);
+}
+
+const http2Sessions = new Set<{ close(): void; once(e: string, f: () => void): void }>();
+
+async function main(): Promise<void> {
+  let server: net.Server;
+  try {
+    server = await loadApp(config!.app);
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const message = e instanceof AppLoadError ? e.message : `the app module threw while loading: ${e.message}`;
+    // Exit once the message is out: the half-loaded app may hold handles open.
+    const exit = () => process.exit(EXIT_APP_LOAD);
+    if (process.connected) process.send!({ herdless: 'load-error', message, stack: e.stack } satisfies WorkerMessage, exit);
+    else exit();
+    return;
+  }
+  applyTimeouts(server);
+  startConnectionTracking(server);
+  server.on('session', (session) => {
+    http2Sessions.add(session);
+    session.once('close', () => http2Sessions.delete(session));
+  });
+  openInboxes(server);
+  send({ herdless: 'ready' });
+}
+
+process.on('message', (m) => {
+  if (isPrimaryMessage(m) && m.herdless === 'drain') drain();
+});
+// The primary is gone (its IPC end closed): finish quickly.
+process.on('disconnect', () => drain(ORPHAN_DEADLINE_MS));
+// SIGTERM from a supervisor reaches every process: drain; if orphaned, within a second.
+process.on('SIGTERM', () => drain(process.ppid === config.parentPid ? undefined : ORPHAN_DEADLINE_MS));
+// Ctrl-C reaches the whole process group: the primary decides what happens to workers.
+process.on('SIGINT', () => {});
+
+void main();

@@ -1,0 +1,14 @@
+/**
+ * What a worker process knows about itself, shared by the bootstrap (main.ts) and the
+ * public API (index.ts) without either importing the other's side effects.
+ */
+import type { Server } from 'node:net';
+
+export const state = {
+  /** This worker's id (0-based slot), or -1 outside a herdless worker. */
+  id: -1,
+  /** A server handed to serve() while the app module loaded. */
+  served: undefined as Server | undefined,
+  /** Promises the dispatcher waits for before sending connections. */
+  readiness: [] as Promise<unknown>[],
+};

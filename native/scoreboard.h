@@ -21,6 +21,8 @@ enum ScoreField : int {
   kWakeups = 5,       // herd/reuseport: times the worker woke to accept
   kEmptyWakeups = 6,  // ... and found nothing
   kRejected = 7,      // fds received that were not connected stream sockets
+  kUtilization = 8,   // event-loop utilisation over the last ~100 ms, per mille
+  kRssKb = 9,         // resident set size in KiB, refreshed every second
   kFieldCount = 16,   // 64 bytes: one cache line per worker
 };
 

@@ -5,11 +5,12 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { loadAddon, type Addon, type NativeAcceptor } from './binding';
-import { HerdlessError } from './errors';
+import { HerdlessError, invalidOption } from './errors';
 import { closeListeners, openListeners, type Listener } from './listeners';
 import { normalizeOptions, type DispatcherOptions, type Mode, type NormalizedOptions } from './options';
 import { Pool } from './pool';
 import { readScore } from './scoreboard';
+import { Supervisor, type ScaleEvent } from './supervisor';
 import type { WorkerExit } from './worker-handle';
 
 /** A worker whose event loop has not run for this long gets no new connections while another can take them. */
@@ -51,11 +52,13 @@ export interface DispatcherStats {
 export interface DispatcherEvents {
   'worker-start': [{ id: number; pid: number }];
   'worker-exit': [WorkerExit];
+  scale: [ScaleEvent];
   error: [Error];
 }
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private closing: Promise<void> | undefined;
+  private readonly supervisor: Supervisor;
 
   private constructor(
     private readonly addon: Addon,
@@ -68,6 +71,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     pool.on('worker-start', (info) => this.emit('worker-start', info));
     pool.on('worker-exit', (exit) => this.emit('worker-exit', exit));
     pool.on('error', (err) => this.emit('error', err));
+    this.supervisor = new Supervisor(addon, opts, pool, acceptor, (e) => this.emit('scale', e), (err) => this.emit('error', err));
+    this.supervisor.start();
   }
 
   /** Bind every listener and start `min` workers; resolves when they are ready to serve. */
@@ -86,13 +91,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           self?.emit('error', new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err }));
         });
         pool = new Pool(addon, opts, listeners, acceptor);
-        await pool.spawn(opts.min);
+        await pool.start();
         self = new Dispatcher(addon, opts, listeners, acceptor, pool);
         acceptor.start();
         return self;
       }
       pool = new Pool(addon, opts, listeners, undefined);
-      await pool.spawn(opts.min);
+      await pool.start();
       return new Dispatcher(addon, opts, listeners, undefined, pool);
     } catch (err) {
       // Nothing may outlive a failed start.
@@ -156,6 +161,29 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return { mode: this.opts.mode, dispatcher, workers };
   }
 
+  /** Grow or shrink to `n` workers, clamped to [min, max]; resolves with the new size when done. */
+  async resize(n: number): Promise<number> {
+    if (typeof n !== 'number' || !Number.isFinite(n)) throw invalidOption('resize(n)', `expected a number, got ${String(n)}`);
+    this.assertOpen();
+    const from = this.pool.target;
+    const to = await this.pool.resize(n);
+    if (to !== from) this.emit('scale', { from, to, reason: 'resize()' });
+    return to;
+  }
+
+  /**
+   * Rolling restart: every worker is replaced by a fresh one, a few at a time, each new one
+   * ready before an old one drains. Resolves when done. Also clears a crash-loop halt.
+   */
+  async reload(): Promise<void> {
+    this.assertOpen();
+    await this.pool.reload();
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new HerdlessError('ERR_HERDLESS_CLOSED', 'the dispatcher is closed or closing');
+  }
+
   /**
    * Graceful stop: stop accepting (new connections are refused), let workers finish their
    * in-flight requests and close idle keep-alive connections, then exit. Workers still
@@ -167,6 +195,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   private async shutdown(timeoutMs: number): Promise<void> {
+    this.supervisor.stop();
     this.acceptor?.stop();
     closeListeners(this.addon, this.sockets);
     await this.pool.close(timeoutMs);

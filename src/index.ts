@@ -7,6 +7,8 @@
 export { Dispatcher } from './dispatcher';
 export type { DispatcherStats, WorkerStats, DispatcherEvents } from './dispatcher';
 export type { DispatcherOptions, ListenOption, TcpListen, UnixListen, FdListen, Mode } from './options';
-export type { WorkerExit } from './worker-handle';
+export type { WorkerExit, ExitReason } from './worker-handle';
+export type { ScaleEvent } from './supervisor';
+export type { ScaleConfig } from './scaling';
 export { HerdlessError, ErrorCodes } from './errors';
 export type { HerdlessErrorCode } from './errors';

@@ -5,6 +5,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { invalidOption } from './errors';
+import { DEFAULT_SCALE, type ScaleConfig } from './scaling';
 
 export type Mode = 'dispatch' | 'herd' | 'reuseport';
 
@@ -45,6 +46,14 @@ export interface DispatcherOptions {
   env?: Record<string, string>;
   /** Node flags for workers (default: none). */
   execArgv?: string[];
+  /** Dynamic sizing between min and max; see src/scaling.ts and the README. */
+  scale?: Partial<ScaleConfig>;
+  /** Replace a worker gracefully after about this many requests (10% jitter). */
+  maxRequestsPerWorker?: number;
+  /** Replace a worker gracefully when its RSS exceeds this many bytes. */
+  maxMemory?: number;
+  /** Replace a worker whose event loop has been blocked this long, ms (default off). */
+  stallTimeout?: number;
   /** Passed to each worker's http server (ms). */
   headersTimeout?: number;
   requestTimeout?: number;
@@ -66,6 +75,10 @@ export interface NormalizedOptions {
   startTimeout: number;
   env: Record<string, string>;
   execArgv: string[];
+  scale: ScaleConfig;
+  maxRequestsPerWorker: number;
+  maxMemory: number;
+  stallTimeout: number;
   /** Only what the user set: an app's own server settings win otherwise. */
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
 }
@@ -112,6 +125,33 @@ function normalizeListen(entry: unknown, i: number, backlog: number, many: boole
   return { kind: 'fd', fd: intOption(`${name}.fd`, l.fd, -1, 0, 2 ** 31 - 1) };
 }
 
+function fraction(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value > 0 && value <= 1)) throw invalidOption(name, `expected a number in (0, 1], got ${String(value)}`);
+  return value;
+}
+
+function normalizeScale(input: unknown): ScaleConfig {
+  if (input === undefined) return { ...DEFAULT_SCALE };
+  if (input === null || typeof input !== 'object') throw invalidOption('scale', 'expected an object');
+  const s = input as Record<string, unknown>;
+  const known = Object.keys(DEFAULT_SCALE);
+  const unknown = Object.keys(s).filter((k) => !known.includes(k));
+  if (unknown.length > 0) throw invalidOption(`scale.${unknown[0]}`, `unknown; expected one of ${known.join(', ')}`);
+  const cfg: ScaleConfig = {
+    interval: intOption('scale.interval', s.interval, DEFAULT_SCALE.interval, 10, 60_000),
+    idleTimeout: intOption('scale.idleTimeout', s.idleTimeout, DEFAULT_SCALE.idleTimeout, 0),
+    upUtilization: fraction('scale.upUtilization', s.upUtilization, DEFAULT_SCALE.upUtilization),
+    downUtilization: fraction('scale.downUtilization', s.downUtilization, DEFAULT_SCALE.downUtilization),
+    targetUtilization: fraction('scale.targetUtilization', s.targetUtilization, DEFAULT_SCALE.targetUtilization),
+    maxSpawn: intOption('scale.maxSpawn', s.maxSpawn, DEFAULT_SCALE.maxSpawn, 1, 1024),
+  };
+  if (cfg.downUtilization >= cfg.upUtilization) {
+    throw invalidOption('scale.downUtilization', `must be below scale.upUtilization (${cfg.upUtilization})`);
+  }
+  return cfg;
+}
+
 export function normalizeOptions(input: unknown): NormalizedOptions {
   if (input === null || typeof input !== 'object') throw invalidOption('options', 'expected an object');
   const o = input as Record<string, unknown>;
@@ -153,6 +193,10 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
   }
 
   return {
+    scale: normalizeScale(o.scale),
+    maxRequestsPerWorker: intOption('maxRequestsPerWorker', o.maxRequestsPerWorker, 0, 1),
+    maxMemory: intOption('maxMemory', o.maxMemory, 0, 1),
+    stallTimeout: intOption('stallTimeout', o.stallTimeout, 0, 1),
     app,
     listen,
     min,

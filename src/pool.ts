@@ -1,26 +1,44 @@
 /**
- * The set of worker processes: starting them, adding them to dispatch once ready, and
+ * The set of worker processes: starting them (with back-off and crash-loop detection),
+ * adding them to dispatch once ready, retiring them gracefully, replacing them, and
  * cleaning up after each exit so that no connection it was sent is lost.
  *
- * Sizing policy (when to grow or shrink) is not decided here; callers ask for workers and
- * retire them. Unexpected exits are replaced with an exponential back-off.
+ * How many workers there should be is decided elsewhere (the Supervisor, resize(), reload());
+ * the pool keeps `target` workers alive and replaces crashed ones.
  */
 import { EventEmitter } from 'node:events';
 import type { Addon, NativeAcceptor } from './binding';
+import { HerdlessError } from './errors';
 import type { Listener } from './listeners';
 import type { NormalizedOptions } from './options';
-import { WorkerHandle, type WorkerExit } from './worker-handle';
+import { WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
 
 const RESPAWN_BASE_MS = 100;
 const RESPAWN_MAX_MS = 10_000;
-const STABLE_AFTER_MS = 10_000; // a worker that lived this long resets the back-off
+/** A worker that dies sooner than this after start counts towards a crash loop. */
+const QUICK_CRASH_MS = 10_000;
+const CRASH_LOOP_COUNT = 5;
 
-export class Pool extends EventEmitter {
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface PoolEvents {
+  'worker-start': [{ id: number; pid: number }];
+  'worker-exit': [WorkerExit];
+  error: [Error];
+}
+
+export class Pool extends EventEmitter<PoolEvents> {
   readonly workers = new Map<number, WorkerHandle>();
+  /** How many workers the pool keeps alive. */
+  target: number;
+  /** A reload or resize is running: the supervisor leaves the size alone. */
+  busy = 0;
   private nextId = 0;
   private closing = false;
+  private started = false;
   private quickCrashes = 0;
-  private respawnTimer: NodeJS.Timeout | undefined;
+  private halted: HerdlessError | undefined;
+  private refilling = 0;
 
   constructor(
     private readonly addon: Addon,
@@ -29,21 +47,60 @@ export class Pool extends EventEmitter {
     private readonly acceptor: NativeAcceptor | undefined,
   ) {
     super();
+    this.target = opts.min;
   }
 
-  /** Workers that take connections now. */
+  /** Workers taking connections now. */
   get size(): number {
+    return this.count('ready');
+  }
+
+  count(state: WorkerHandle['state']): number {
     let n = 0;
-    for (const w of this.workers.values()) if (w.state === 'ready') n++;
+    for (const w of this.workers.values()) if (w.state === state) n++;
     return n;
   }
 
-  /** Start `count` workers in parallel; resolves when all are ready, rejects on the first failure. */
-  async spawn(count: number): Promise<WorkerHandle[]> {
-    const started: WorkerHandle[] = [];
-    for (let i = 0; i < count; i++) started.push(this.startOne());
-    await Promise.all(started.map((w) => w.ready));
-    return started;
+  /** Workers that are, or will be, serving (not leaving). */
+  private staying(): WorkerHandle[] {
+    return [...this.workers.values()].filter((w) => w.retireReason === undefined && w.state !== 'exited');
+  }
+
+  /** Start `min` workers; rejects on an app load error or a crash loop. */
+  async start(): Promise<void> {
+    await Promise.all(Array.from({ length: this.opts.min }, () => this.startReady()));
+    this.started = true;
+  }
+
+  /** Start `count` more workers in parallel; resolves when they are ready. */
+  async grow(count: number): Promise<void> {
+    this.target = Math.min(this.opts.max, this.target + count);
+    await Promise.all(Array.from({ length: count }, () => this.startReady()));
+  }
+
+  /**
+   * Start a worker and wait until it is ready, retrying failed starts with exponential
+   * back-off. An app that cannot load fails at once: retrying cannot help.
+   */
+  private async startReady(): Promise<WorkerHandle> {
+    for (;;) {
+      if (this.halted) throw this.halted;
+      if (this.closing) throw new HerdlessError('ERR_HERDLESS_CLOSED', 'the dispatcher is closing');
+      const w = this.startOne();
+      try {
+        await w.ready;
+        return w;
+      } catch (err) {
+        if ((err as HerdlessError).code === 'ERR_HERDLESS_APP_LOAD') throw err;
+        await w.exited;
+        if (this.halted) throw this.halted;
+        await sleep(this.backoff());
+      }
+    }
+  }
+
+  private backoff(): number {
+    return this.quickCrashes === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.quickCrashes - 1), RESPAWN_MAX_MS);
   }
 
   private startOne(): WorkerHandle {
@@ -51,7 +108,8 @@ export class Pool extends EventEmitter {
     this.workers.set(w.id, w);
     w.ready.then(
       () => {
-        if (this.acceptor && w.channel && w.state === 'ready') this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
+        if (this.closing) return w.drain('shutdown');
+        if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
         this.emit('worker-start', { id: w.id, pid: w.pid });
       },
       () => w.kill('SIGKILL'),
@@ -69,50 +127,128 @@ export class Pool extends EventEmitter {
     w.release();
     this.workers.delete(w.id);
     this.emit('worker-exit', exit);
-    if (exit.reason === 'crashed' && !this.closing) this.scheduleRespawn(Date.now() - w.startedAt);
+    if (exit.reason === 'crashed' || exit.reason === 'start-failed' || exit.reason === 'stalled') {
+      this.noteCrash(Date.now() - w.startedAt, w);
+      if (exit.reason !== 'start-failed') this.refill();
+    }
   }
 
-  private scheduleRespawn(livedMs: number): void {
-    this.quickCrashes = livedMs >= STABLE_AFTER_MS ? 0 : this.quickCrashes + 1;
-    const delay = this.quickCrashes === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.quickCrashes - 1), RESPAWN_MAX_MS);
-    clearTimeout(this.respawnTimer);
-    this.respawnTimer = setTimeout(() => this.refill(), delay);
+  private noteCrash(livedMs: number, w: WorkerHandle): void {
+    this.quickCrashes = livedMs >= QUICK_CRASH_MS ? 0 : this.quickCrashes + 1;
+    if (this.quickCrashes < CRASH_LOOP_COUNT || this.halted) return;
+    const tail = w.stderr ? `\nLast stderr lines of worker ${w.id}:\n${w.stderr}` : '';
+    this.halted = new HerdlessError(
+      'ERR_HERDLESS_CRASH_LOOP',
+      `${CRASH_LOOP_COUNT} workers in a row died within ${QUICK_CRASH_MS / 1000} s of starting; ` +
+        `herdless stopped starting new ones. Fix the app, then reload() or restart.${tail}`,
+      { stderr: w.stderr },
+    );
+    if (this.started) this.emit('error', this.halted);
   }
 
-  /** Start workers until there are at least `min` (crash recovery). */
+  /** Bring the pool back up to `target` after a crash, with back-off. */
   private refill(): void {
-    if (this.closing) return;
-    const missing = this.opts.min - this.workers.size;
+    if (this.closing || this.halted) return;
+    const missing = this.target - this.staying().length - this.refilling;
     for (let i = 0; i < missing; i++) {
-      const w = this.startOne();
-      w.ready.catch((err) => this.emit('error', err));
+      this.refilling++;
+      void sleep(this.backoff())
+        .then(() => this.startReady())
+        .catch((err) => {
+          if (!this.closing && err !== this.halted) this.emit('error', err);
+        })
+        .finally(() => this.refilling--);
     }
   }
 
   /** Gracefully stop one worker: no new connections, finish in-flight, exit; SIGKILL after timeout. */
-  async retire(w: WorkerHandle, timeoutMs: number): Promise<WorkerExit> {
+  async retire(w: WorkerHandle, reason: RetireReason, timeoutMs = 30_000): Promise<WorkerExit> {
     this.acceptor?.removeWorker(w.id);
-    w.drain();
+    w.drain(reason);
     const timer = setTimeout(() => w.kill('SIGKILL'), timeoutMs);
     const exit = await w.exited;
     clearTimeout(timer);
     return exit;
   }
 
+  /** Retire the worker with this id (sizing down). */
+  async shrink(id: number): Promise<void> {
+    const w = this.workers.get(id);
+    if (!w || w.retireReason !== undefined) return;
+    this.target = Math.max(this.opts.min, this.target - 1);
+    await this.retire(w, 'scaled-down');
+  }
+
+  /** A fresh worker takes over from `w` (ready first), then `w` drains: recycling. */
+  async replace(w: WorkerHandle, reason: RetireReason): Promise<void> {
+    if (w.retireReason !== undefined) return;
+    w.retireReason = reason; // not counted as staying any more
+    try {
+      await this.startReady();
+    } finally {
+      await this.retire(w, reason);
+    }
+  }
+
+  /** Kill a worker whose loop is stuck; it is replaced like a crash. */
+  kill(w: WorkerHandle, reason: 'stalled'): void {
+    w.retireReason = reason;
+    w.kill('SIGKILL');
+  }
+
+  /** Grow or shrink to `n` workers (clamped to [min, max]); shrinking goes one at a time. */
+  async resize(n: number): Promise<number> {
+    const want = Math.max(this.opts.min, Math.min(this.opts.max, Math.floor(n)));
+    this.busy++;
+    try {
+      this.target = want;
+      const staying = this.staying();
+      if (staying.length < want) {
+        await Promise.all(Array.from({ length: want - staying.length }, () => this.startReady()));
+      }
+      // The newest leave first: the oldest have warm caches and JIT.
+      const surplus = staying.sort((a, b) => b.startedAt - a.startedAt).slice(0, Math.max(0, staying.length - want));
+      for (const w of surplus) await this.retire(w, 'resized');
+      return want;
+    } finally {
+      this.busy--;
+    }
+  }
+
+  /**
+   * Replace every worker with a fresh one, a few at a time; each new worker is ready before
+   * an old one stops taking connections, so a client under load sees no failure.
+   */
+  async reload(): Promise<void> {
+    this.busy++;
+    try {
+      this.halted = undefined;
+      this.quickCrashes = 0;
+      const old = this.staying();
+      const batch = Math.max(1, Math.floor(old.length / 4));
+      for (let i = 0; i < old.length; i += batch) {
+        const chunk = old.slice(i, i + batch);
+        for (const w of chunk) w.retireReason = 'reloaded';
+        await Promise.all(chunk.map(() => this.startReady()));
+        await Promise.all(chunk.map((w) => this.retire(w, 'reloaded')));
+      }
+    } finally {
+      this.busy--;
+    }
+  }
+
   /** Retire every worker at once; resolves when every process is gone. */
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
-    clearTimeout(this.respawnTimer);
-    await Promise.all([...this.workers.values()].map((w) => this.retire(w, timeoutMs)));
+    await Promise.all([...this.workers.values()].map((w) => this.retire(w, 'shutdown', timeoutMs)));
   }
 
   /** Kill everything now (a failed start). */
   async destroy(): Promise<void> {
     this.closing = true;
-    clearTimeout(this.respawnTimer);
     const all = [...this.workers.values()];
     for (const w of all) {
-      w.retiring = true;
+      w.retireReason ??= 'shutdown';
       w.kill('SIGKILL');
     }
     await Promise.all(all.map((w) => w.exited));

@@ -12,6 +12,8 @@ export const Score = {
   wakeups: 5,
   emptyWakeups: 6,
   rejected: 7,
+  utilization: 8,
+  rssKb: 9,
 } as const;
 
 export function readScore(board: Int32Array, field: keyof typeof Score): number {

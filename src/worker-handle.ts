@@ -16,13 +16,16 @@ const STDERR_LINES = 20;
 
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'exited';
 
+export type ExitReason = 'crashed' | 'start-failed' | 'stalled' | RetireReason;
+export type RetireReason = 'scaled-down' | 'reloaded' | 'recycled' | 'resized' | 'shutdown';
+
 export interface WorkerExit {
   id: number;
   pid: number;
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** Why it went: 'retired' (we asked), 'crashed' (it just died), 'start-failed'. */
-  reason: 'retired' | 'crashed' | 'start-failed';
+  /** Why it went: we retired it (and why), it crashed, it never became ready, or it stalled. */
+  reason: ExitReason;
 }
 
 export class WorkerHandle extends EventEmitter {
@@ -35,7 +38,8 @@ export class WorkerHandle extends EventEmitter {
   readonly ready: Promise<void>;
   readonly exited: Promise<WorkerExit>;
   state: WorkerState = 'starting';
-  retiring = false;
+  /** Set when we ask it to go (or kill it): its exit is then not a crash. */
+  retireReason: Exclude<ExitReason, 'crashed' | 'start-failed'> | undefined;
   private stderrTail: string[] = [];
 
   constructor(
@@ -79,7 +83,7 @@ export class WorkerHandle extends EventEmitter {
     });
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
-        const reason = this.retiring ? 'retired' : this.state === 'starting' ? 'start-failed' : 'crashed';
+        const reason = this.retireReason ?? (this.state === 'starting' ? 'start-failed' : 'crashed');
         this.state = 'exited';
         resolve({ id, pid: this.pid, code, signal, reason });
       });
@@ -141,8 +145,8 @@ export class WorkerHandle extends EventEmitter {
   }
 
   /** Ask the worker to stop taking connections, finish what it has, and exit. */
-  drain(): void {
-    this.retiring = true;
+  drain(reason: RetireReason): void {
+    this.retireReason ??= reason;
     if (this.state === 'exited') return;
     this.state = 'draining';
     const message: PrimaryMessage = { herdless: 'drain' };

@@ -6,6 +6,7 @@
  * SIGTERM, or the primary vanishing): stop taking connections, let open ones finish, exit.
  */
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { loadAddon, type NativeInbox } from '../binding';
 import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type WorkerConfig, type WorkerMessage } from '../protocol';
 import { Score } from '../scoreboard';
@@ -14,8 +15,11 @@ import { loadApp, AppLoadError } from './load-app';
 import { state } from './state';
 
 const HEARTBEAT_MS = 25;
+const UTILIZATION_MS = 100;
+const RSS_MS = 1000;
 const ORPHAN_DEADLINE_MS = 800; // the primary is gone: finish quickly, within a second
 const DRAIN_POLL_MS = 50;
+const KEEPALIVE_GRACE_MS = 500;
 const EXIT_APP_LOAD = 4; // as gunicorn: "the app could not load", do not respawn blindly
 
 const config = JSON.parse(process.env[CONFIG_ENV] ?? 'null') as WorkerConfig | null;
@@ -36,6 +40,17 @@ const board = new Int32Array(addon.mapScoreboard(SCOREBOARD_FD));
 const heartbeat = () => Atomics.store(board, Score.heartbeat, addon.monotonicMillis() | 0);
 heartbeat();
 setInterval(heartbeat, HEARTBEAT_MS).unref();
+// Load figures for the pool's sizing policy. A blocked loop publishes nothing: the primary
+// reads a stale heartbeat as "fully busy".
+let elu = performance.eventLoopUtilization();
+setInterval(() => {
+  const now = performance.eventLoopUtilization();
+  Atomics.store(board, Score.utilization, Math.round(performance.eventLoopUtilization(now, elu).utilization * 1000));
+  elu = now;
+}, UTILIZATION_MS).unref();
+const publishRss = () => Atomics.store(board, Score.rssKb, Math.round(process.memoryUsage.rss() / 1024));
+publishRss();
+setInterval(publishRss, RSS_MS).unref();
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send!(message);
@@ -100,10 +115,14 @@ function drain(deadlineMs?: number): void {
   intake.draining = true;
   const server = intake.server as net.Server & { closeIdleConnections?: () => void };
   const sessions = http2Sessions;
+  const started = Date.now();
   const check = () => {
-    server.closeIdleConnections?.();
-    for (const session of sessions) session.close();
     if (intake!.sockets.size === 0) process.exit(0);
+    // Busy keep-alive clients get "Connection: close" on their next response and leave
+    // cleanly; only after a grace period are idle ones closed (closing a connection the
+    // client is writing to at that instant would fail its request).
+    if (Date.now() - started >= KEEPALIVE_GRACE_MS) server.closeIdleConnections?.();
+    for (const session of sessions) session.close();
   };
   check();
   setInterval(check, DRAIN_POLL_MS);

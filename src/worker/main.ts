@@ -20,6 +20,7 @@ const RSS_MS = 1000;
 const ORPHAN_DEADLINE_MS = 800; // the primary is gone: finish quickly, within a second
 const DRAIN_POLL_MS = 50;
 const KEEPALIVE_GRACE_MS = 500;
+const CONNECTION_CHECK_MS = 1000;
 const EXIT_APP_LOAD = 4; // as gunicorn: "the app could not load", do not respawn blindly
 
 const config = JSON.parse(process.env[CONFIG_ENV] ?? 'null') as WorkerConfig | null;
@@ -92,6 +93,10 @@ function openInboxes(server: net.Server): void {
  *  keep-alive connections once their connection tracking runs, which Node starts on
  *  'listening'. Our servers never listen, so start it directly. */
 function startConnectionTracking(server: net.Server): void {
+  // Node checks headersTimeout/requestTimeout every 30 s by default, which lets a slowloris
+  // hold a connection for half a minute past its deadline; check every second instead.
+  const s = server as net.Server & { connectionsCheckingInterval?: number };
+  if (s.connectionsCheckingInterval === 30_000) s.connectionsCheckingInterval = CONNECTION_CHECK_MS;
   const setup = server.listeners('listening').find((fn) => fn.name === 'setupConnectionsTracking');
   if (setup) setup.call(server);
 }

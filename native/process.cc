@@ -19,10 +19,26 @@ Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// raiseFdLimit() -> the new soft RLIMIT_NOFILE. A worker holds one fd per connection and
+// the kernel silently drops fds that arrive over SCM_RIGHTS past the limit (MSG_CTRUNC), so
+// workers take all the fds the hard limit allows, as nginx (worker_rlimit_nofile) and Go do.
+Napi::Value RaiseFdLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) throw ErrnoError(env, errno, "getrlimit", "RLIMIT_NOFILE");
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  return Napi::Number::New(env, static_cast<double>(lim.rlim_cur));
+}
+
 }  // namespace
 
 void InitProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
+  exports.Set("raiseFdLimit", Napi::Function::New(env, RaiseFdLimit));
 }
 
 }  // namespace herdless

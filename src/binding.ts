@@ -62,6 +62,7 @@ export interface Addon {
   mapScoreboard(fd: number): ArrayBuffer;
   monotonicMillis(): number;
   setParentDeathSignal(signal: number): void;
+  raiseFdLimit(): number;
   Acceptor: new (
     listenFds: number[],
     maxConnectionsPerWorker: number,

@@ -36,6 +36,7 @@ const addon = loadAddon();
 addon.setParentDeathSignal(15);
 if (process.ppid !== config.parentPid) process.exit(1);
 
+addon.raiseFdLimit();
 state.id = config.id;
 const board = new Int32Array(addon.mapScoreboard(SCOREBOARD_FD));
 const heartbeat = () => Atomics.store(board, Score.heartbeat, addon.monotonicMillis() | 0);

@@ -248,7 +248,7 @@ int Acceptor::PickWorker(uint32_t now, const std::vector<bool>& skip) {
   return best;
 }
 
-bool Acceptor::HasRoom(uint32_t now) {
+bool Acceptor::HasRoom(uint32_t now) {  // used while paused, to decide when to resume
   std::vector<bool> skip(workers_.size(), false);
   return PickWorker(now, skip) >= 0;
 }
@@ -260,7 +260,7 @@ bool Acceptor::Deliver(const Handoff& handoff) {
     int i = PickWorker(now, tried);
     if (i < 0) return false;
     Worker& w = workers_[static_cast<size_t>(i)];
-    int err = SendHandoff(w.channel, handoff);
+    int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener);
     if (err == 0) {
       w.sent++;
       next_ = static_cast<size_t>(i) + 1;
@@ -279,6 +279,28 @@ bool Acceptor::Deliver(const Handoff& handoff) {
   }
 }
 
+void Acceptor::SendBatch(size_t index, uint32_t listener) {
+  std::vector<int>& fds = batches_[index];
+  Worker& w = workers_[index];
+  int err = SendHandoffs(w.channel, fds.data(), fds.size(), listener);
+  if (err == 0) {
+    for (int fd : fds) ::close(fd);  // see Deliver(): the record holds the sockets now
+    handed_off_.fetch_add(fds.size(), std::memory_order_relaxed);
+    next_ = index + 1;
+    fds.clear();
+    return;
+  }
+  // Undo the tentative count and hand the connections out one by one, elsewhere.
+  w.sent -= static_cast<uint32_t>(fds.size());
+  retries_.fetch_add(1, std::memory_order_relaxed);
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) w.full = true;
+  for (int fd : fds) {
+    Handoff h{fd, listener};
+    if (!Deliver(h)) waiting_.push_back(h);
+  }
+  fds.clear();
+}
+
 bool Acceptor::FlushWaiting() {
   while (!waiting_.empty()) {
     if (!Deliver(waiting_.front())) return false;
@@ -287,30 +309,45 @@ bool Acceptor::FlushWaiting() {
   return true;
 }
 
+// Accepts up to kAcceptBatch connections, choosing a worker for each before accepting it
+// (what cannot be handed off right away stays in the kernel's backlog). Connections for the
+// same worker travel together, up to kMaxBatch per record.
 Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
   int listener = listeners_[index];
+  batches_.resize(workers_.size());
+  std::vector<bool> skip(workers_.size(), false);
+  uint32_t now = MonotonicMillis();
+  Pause result = Pause::kNone;
   for (int i = 0; i < kAcceptBatch; i++) {
-    // Accept only what we can hand off right away: the rest stays in the kernel's backlog.
-    if (!HasRoom(MonotonicMillis())) return Pause::kBackpressure;
+    int chosen = PickWorker(now, skip);
+    if (chosen < 0) {
+      result = Pause::kBackpressure;
+      break;
+    }
     int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       int err = errno;
-      if (err == EAGAIN || err == EWOULDBLOCK) return Pause::kNone;
+      if (err == EAGAIN || err == EWOULDBLOCK) break;
       if (err == EINTR) continue;
       accept_errors_[err & 255].fetch_add(1, std::memory_order_relaxed);
       // Level-triggered epoll would report the listener again at once: sleep instead of
       // spinning a core until fds are free.
-      if (IsFdExhaustion(err)) return Pause::kFds;
+      if (IsFdExhaustion(err)) {
+        result = Pause::kFds;
+        break;
+      }
       continue;  // ECONNABORTED, EPROTO, ...: that client is gone, the next may not be
     }
     accepted_.fetch_add(1, std::memory_order_relaxed);
-    Handoff h{fd, static_cast<uint32_t>(index)};
-    if (!Deliver(h)) {
-      waiting_.push_back(h);  // at most one per pause: we stop accepting right here
-      return Pause::kBackpressure;
-    }
+    size_t w = static_cast<size_t>(chosen);
+    batches_[w].push_back(fd);
+    workers_[w].sent++;  // tentatively, so that the next choice sees this worker's new load
+    if (batches_[w].size() == kMaxBatch) SendBatch(w, static_cast<uint32_t>(index));
   }
-  return Pause::kNone;
+  for (size_t w = 0; w < batches_.size(); w++)
+    if (!batches_[w].empty()) SendBatch(w, static_cast<uint32_t>(index));
+  if (!waiting_.empty()) result = Pause::kBackpressure;
+  return result;
 }
 
 void Acceptor::DrainWake() {

@@ -53,6 +53,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   Pause AcceptFrom(size_t listener);
   void DrainWake();
   bool Deliver(const Handoff& handoff);  // false: every worker is full, caller keeps it
+  void SendBatch(size_t worker, uint32_t listener);
   bool FlushWaiting();                   // false: some connections still wait
   int PickWorker(uint32_t now, const std::vector<bool>& skip);
   bool HasRoom(uint32_t now);
@@ -71,6 +72,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   bool stopping_ = false;
   std::vector<Worker> workers_;
   std::deque<Handoff> waiting_;  // accepted or re-dispatched, not yet handed off (bounded)
+  std::vector<std::vector<int>> batches_;  // per worker, filled and emptied within AcceptFrom
   size_t next_ = 0;              // round-robin start for breaking ties
   int32_t max_connections_ = 0;  // per worker; 0 = unlimited
   uint32_t stall_ms_ = 100;      // a worker whose loop has not run for this long is avoided

@@ -10,21 +10,30 @@
 
 namespace herdless {
 
-int SendHandoff(int channel, const Handoff& handoff) {
-  uint32_t payload = handoff.listener;
+namespace {
+
+struct Payload {
+  uint32_t listener;
+  uint32_t count;
+};
+
+}  // namespace
+
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener) {
+  Payload payload{listener, static_cast<uint32_t>(count)};
   iovec iov{&payload, sizeof(payload)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
   std::memset(control, 0, sizeof(control));
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
   cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
   cmsg->cmsg_level = SOL_SOCKET;
   cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &handoff.fd, sizeof(int));
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  std::memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * count);
   for (;;) {
     ssize_t n = sendmsg(channel, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n >= 0) return 0;
@@ -32,13 +41,11 @@ int SendHandoff(int channel, const Handoff& handoff) {
   }
 }
 
-int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* malformed) {
+int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed) {
   for (size_t i = 0; i < max; i++) {
-    uint32_t payload = 0;
+    Payload payload{0, 0};
     iovec iov{&payload, sizeof(payload)};
-    // Room for more fds than a well-formed record has, so a bad sender cannot make us
-    // lose fds to MSG_CTRUNC silently: we see them and close them.
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -51,23 +58,28 @@ int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t
       return errno;
     }
     if (n == 0 && msg.msg_controllen == 0) return -1;
-    std::vector<int> fds;
+    size_t first = out->size();
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
       size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       for (size_t k = 0; k < count; k++) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-        fds.push_back(fd);
+        out->push_back(Handoff{fd, payload.listener});
       }
     }
-    bool ok = n == sizeof(payload) && fds.size() == 1 && !(msg.msg_flags & MSG_CTRUNC);
-    if (ok) {
-      out->push_back(Handoff{fds[0], payload});
-    } else {
-      for (int fd : fds) ::close(fd);
+    size_t got = out->size() - first;
+    bool well_formed = n == sizeof(payload) && payload.count >= 1 && payload.count <= kMaxBatch;
+    if (!well_formed || got > payload.count) {
+      // Not from our dispatcher: close whatever came with it.
+      for (size_t k = first; k < out->size(); k++) ::close((*out)[k].fd);
+      out->resize(first);
       (*malformed)++;
+      continue;
     }
+    // got < count: the kernel dropped fds it could not install (MSG_CTRUNC, fd limit).
+    if (got < payload.count) (*malformed)++;
+    *announced += payload.count;
   }
   return 0;
 }
@@ -94,8 +106,8 @@ Napi::Value DrainChannel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int channel = info[0].As<Napi::Number>().Int32Value();
   std::vector<Handoff> handoffs;
-  uint32_t malformed = 0;
-  int rc = ReceiveHandoffs(channel, SIZE_MAX, &handoffs, &malformed);
+  uint32_t announced = 0, malformed = 0;
+  int rc = ReceiveHandoffs(channel, SIZE_MAX, &handoffs, &announced, &malformed);
   if (rc > 0) {
     for (const Handoff& h : handoffs) ::close(h.fd);
     throw ErrnoError(env, rc, "recvmsg");

@@ -1,12 +1,15 @@
 // The hand-off channel between the primary and one worker.
 //
-// Wire format: one SOCK_SEQPACKET record per connection, carrying exactly one fd in an
-// SCM_RIGHTS control message and a 4-byte payload (the index of the listener that accepted
-// it). SEQPACKET rather than STREAM because records keep their boundaries: a reader never
-// sees half a record, and the kernel never merges two records' fds into one read, so there
-// is no framing code to get wrong. The channel's send buffer bounds how many connections
-// can wait for one worker; when it is full, sendmsg says EAGAIN and the dispatcher tries
-// another worker.
+// Wire format: one SOCK_SEQPACKET record per batch of connections from one listener: 1 to
+// kMaxBatch fds in one SCM_RIGHTS control message, and an 8-byte payload { listener index,
+// fd count }. The count travels in the payload so that the reader knows how many
+// connections a record carried even if the kernel had to drop some (MSG_CTRUNC).
+// SEQPACKET rather than STREAM because records keep their boundaries: a reader never sees
+// half a record, and the kernel never merges two records' fds into one read, so there is no
+// framing code to get wrong. Batching matters under load: the accept loop often takes
+// several connections per wake-up, and one sendmsg/recvmsg pair then moves them all. The
+// channel's send buffer bounds how many connections can wait for one worker; when it is
+// full, sendmsg says EAGAIN and the dispatcher tries another worker.
 #pragma once
 #include <napi.h>
 
@@ -15,18 +18,22 @@
 
 namespace herdless {
 
+constexpr size_t kMaxBatch = 16;  // fds per record; the kernel allows 253 (SCM_MAX_FD)
+
 struct Handoff {
   int fd;
   uint32_t listener;
 };
 
-// Sends one connection. Returns 0, or an errno value (EAGAIN when the channel is full).
-int SendHandoff(int channel, const Handoff& handoff);
+// Sends `count` (1..kMaxBatch) connections accepted on `listener` as one record. Returns 0,
+// or an errno value (EAGAIN when the channel is full).
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener);
 
-// Reads up to `max` records without blocking. Returns 0 when the channel is merely empty,
-// an errno on failure, or -1 at end of file (the other end is gone). Fds arrive CLOEXEC.
-// Anything that is not one fd with a 4-byte payload is closed and counted in *malformed.
-int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* malformed);
+// Reads up to `max` records without blocking, appending each connection to *out and adding
+// the number of connections the records announced to *announced. Returns 0 when the channel
+// is merely empty, an errno on failure, or -1 at end of file (the other end is gone). Fds
+// arrive CLOEXEC. A record that is not well formed is closed and counted in *malformed.
+int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed);
 
 void InitChannel(Napi::Env env, Napi::Object exports);
 

@@ -132,9 +132,9 @@ void Inbox::OnResume(uv_timer_t* timer) {
 }
 
 size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
-  uint32_t malformed = 0;
+  uint32_t announced = 0, malformed = 0;
   std::vector<Handoff> received;
-  int rc = ReceiveHandoffs(fd_, kReadBatch, &received, &malformed);
+  int rc = ReceiveHandoffs(fd_, kReadBatch, &received, &announced, &malformed);
   if (rc != 0) *hangup = true;  // EOF (-1) or a broken channel
   rejected_ += malformed;
   for (const Handoff& h : received) {
@@ -145,7 +145,7 @@ size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
       rejected_++;
     }
   }
-  return received.size() + malformed;
+  return announced;
 }
 
 // Herd and reuseport modes: accept until EAGAIN, as libuv does for net.Server. A wake-up

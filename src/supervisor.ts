@@ -51,7 +51,8 @@ export class Supervisor {
     const now = Date.now();
     const clock = this.addon.monotonicMillis();
     const ready = [...this.pool.workers.values()].filter((w) => w.state === 'ready' && w.retireReason === undefined);
-    const pending = this.acceptor?.stats().pendingByWorker ?? {};
+    const acceptorStats = this.acceptor?.stats();
+    const pending = acceptorStats?.pendingByWorker ?? {};
     const samples: WorkerSample[] = [];
     for (const w of ready) {
       const silentMs = (clock - readScore(w.board, 'heartbeat')) >>> 0;
@@ -71,7 +72,7 @@ export class Supervisor {
     }
     for (const id of this.lastBusyAt.keys()) if (!this.pool.workers.has(id)) this.lastBusyAt.delete(id);
 
-    const pauses = this.acceptor?.stats().backpressurePauses ?? 0;
+    const pauses = acceptorStats?.backpressurePauses ?? 0;
     const backpressure = pauses > this.lastBackpressurePauses;
     this.lastBackpressurePauses = pauses;
     if (this.acting || this.pool.busy > 0 || this.opts.min === this.opts.max) return;

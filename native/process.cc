@@ -3,7 +3,11 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
 #include "errors.h"
 
@@ -17,6 +21,21 @@ Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
   int sig = info[0].As<Napi::Number>().Int32Value();
   if (prctl(PR_SET_PDEATHSIG, sig) != 0) throw ErrnoError(env, errno, "prctl", "PR_SET_PDEATHSIG");
   return env.Undefined();
+}
+
+// watchParent(parentPid, graceMs): the backstop for PR_SET_PDEATHSIG. The SIGTERM it sends
+// is handled by JS, which cannot run while a request blocks the event loop; this thread
+// needs no JS. Once the parent is gone it gives JS `graceMs` to finish, then ends the
+// process. getppid() every 50 ms costs nothing measurable.
+Napi::Value WatchParent(const Napi::CallbackInfo& info) {
+  pid_t parent = static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value());
+  int grace_ms = info[1].As<Napi::Number>().Int32Value();
+  std::thread([parent, grace_ms] {
+    while (getppid() == parent) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms));
+    _exit(0);
+  }).detach();
+  return info.Env().Undefined();
 }
 
 // raiseFdLimit() -> the new soft RLIMIT_NOFILE. A worker holds one fd per connection and
@@ -39,6 +58,7 @@ Napi::Value RaiseFdLimit(const Napi::CallbackInfo& info) {
 void InitProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
   exports.Set("raiseFdLimit", Napi::Function::New(env, RaiseFdLimit));
+  exports.Set("watchParent", Napi::Function::New(env, WatchParent));
 }
 
 }  // namespace herdless

@@ -63,6 +63,8 @@ export interface Addon {
   monotonicMillis(): number;
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
+  /** Exit `graceMs` after the parent is gone, even if JS is blocked. */
+  watchParent(parentPid: number, graceMs: number): void;
   Acceptor: new (
     listenFds: number[],
     maxConnectionsPerWorker: number,

@@ -38,7 +38,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   private started = false;
   private quickCrashes = 0;
   private halted: HerdlessError | undefined;
-  private refilling = 0;
+  /** Starts under way (being started, or waiting out a back-off before a start). */
+  private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
 
   constructor(
     private readonly addon: Addon,
@@ -61,9 +62,14 @@ export class Pool extends EventEmitter<PoolEvents> {
     return n;
   }
 
-  /** Workers that are, or will be, serving (not leaving). */
-  private staying(): WorkerHandle[] {
-    return [...this.workers.values()].filter((w) => w.retireReason === undefined && w.state !== 'exited');
+  /** Ready workers that are not leaving. */
+  serving(): WorkerHandle[] {
+    return [...this.workers.values()].filter((w) => w.state === 'ready' && w.retireReason === undefined);
+  }
+
+  /** Set once workers crash-loop: nothing starts until reload(). */
+  get isHalted(): boolean {
+    return this.halted !== undefined;
   }
 
   /** Start `min` workers; rejects on an app load error or a crash loop. */
@@ -75,17 +81,40 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Start `count` more workers in parallel; resolves when they are ready. */
   async grow(count: number): Promise<void> {
     this.target = Math.min(this.opts.max, this.target + count);
-    await Promise.all(Array.from({ length: count }, () => this.startReady()));
+    await this.startMany(count);
+  }
+
+  get launching(): number {
+    return this.launches.size;
+  }
+
+  private async startMany(count: number, delayMs = 0): Promise<void> {
+    await Promise.all(Array.from({ length: count }, () => this.startReady(delayMs)));
+  }
+
+  /** Wait for every start under way (those begun by a crash refill included). */
+  private async settleLaunches(): Promise<void> {
+    while (this.launches.size > 0) await Promise.allSettled([...this.launches]);
   }
 
   /**
    * Start a worker and wait until it is ready, retrying failed starts with exponential
-   * back-off. An app that cannot load fails at once: retrying cannot help.
+   * back-off. An app that cannot load fails at once: retrying cannot help. Resolves
+   * undefined if the pool closes meanwhile.
    */
-  private async startReady(): Promise<WorkerHandle> {
+  private startReady(delayMs = 0): Promise<WorkerHandle | undefined> {
+    const launch = this.launch(delayMs);
+    this.launches.add(launch);
+    const forget = () => this.launches.delete(launch);
+    launch.then(forget, forget);
+    return launch;
+  }
+
+  private async launch(delayMs: number): Promise<WorkerHandle | undefined> {
+    if (delayMs > 0) await sleep(delayMs);
     for (;;) {
+      if (this.closing) return undefined;
       if (this.halted) throw this.halted;
-      if (this.closing) throw new HerdlessError('ERR_HERDLESS_CLOSED', 'the dispatcher is closing');
       const w = this.startOne();
       try {
         await w.ready;
@@ -98,6 +127,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       }
     }
   }
+
 
   private backoff(): number {
     return this.quickCrashes === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.quickCrashes - 1), RESPAWN_MAX_MS);
@@ -146,19 +176,18 @@ export class Pool extends EventEmitter<PoolEvents> {
     if (this.started) this.emit('error', this.halted);
   }
 
+  /** How many workers are missing from `target`, counting those on their way. */
+  private missing(): number {
+    return Math.max(0, this.target - this.serving().length - this.launching);
+  }
+
   /** Bring the pool back up to `target` after a crash, with back-off. */
   private refill(): void {
     if (this.closing || this.halted) return;
-    const missing = this.target - this.staying().length - this.refilling;
-    for (let i = 0; i < missing; i++) {
-      this.refilling++;
-      void sleep(this.backoff())
-        .then(() => this.startReady())
-        .catch((err) => {
-          if (!this.closing && err !== this.halted) this.emit('error', err);
-        })
-        .finally(() => this.refilling--);
-    }
+    this.startMany(this.missing(), this.backoff()).catch((err) => {
+      // A crash loop was already reported when it was detected.
+      if (!this.closing && err !== this.halted) this.emit('error', err);
+    });
   }
 
   /** Gracefully stop one worker: no new connections, finish in-flight, exit; SIGKILL after timeout. */
@@ -182,7 +211,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** A fresh worker takes over from `w` (ready first), then `w` drains: recycling. */
   async replace(w: WorkerHandle, reason: RetireReason): Promise<void> {
     if (w.retireReason !== undefined) return;
-    w.retireReason = reason; // not counted as staying any more
+    w.retireReason = reason; // not counted as serving any more
     try {
       await this.startReady();
     } finally {
@@ -202,12 +231,11 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.busy++;
     try {
       this.target = want;
-      const staying = this.staying();
-      if (staying.length < want) {
-        await Promise.all(Array.from({ length: want - staying.length }, () => this.startReady()));
-      }
+      await this.settleLaunches();
+      await this.startMany(this.missing());
       // The newest leave first: the oldest have warm caches and JIT.
-      const surplus = staying.sort((a, b) => b.startedAt - a.startedAt).slice(0, Math.max(0, staying.length - want));
+      const serving = this.serving();
+      const surplus = serving.sort((a, b) => b.startedAt - a.startedAt).slice(0, Math.max(0, serving.length - want));
       for (const w of surplus) await this.retire(w, 'resized');
       return want;
     } finally {
@@ -224,14 +252,17 @@ export class Pool extends EventEmitter<PoolEvents> {
     try {
       this.halted = undefined;
       this.quickCrashes = 0;
-      const old = this.staying();
+      const old = this.serving();
       const batch = Math.max(1, Math.floor(old.length / 4));
       for (let i = 0; i < old.length; i += batch) {
         const chunk = old.slice(i, i + batch);
         for (const w of chunk) w.retireReason = 'reloaded';
-        await Promise.all(chunk.map(() => this.startReady()));
+        await this.startMany(chunk.length);
         await Promise.all(chunk.map((w) => this.retire(w, 'reloaded')));
       }
+      // After a crash-loop halt there may be fewer workers than wanted: start the rest.
+      await this.settleLaunches();
+      await this.startMany(this.missing());
     } finally {
       this.busy--;
     }

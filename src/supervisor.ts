@@ -75,10 +75,10 @@ export class Supervisor {
     const pauses = acceptorStats?.backpressurePauses ?? 0;
     const backpressure = pauses > this.lastBackpressurePauses;
     this.lastBackpressurePauses = pauses;
-    if (this.acting || this.pool.busy > 0 || this.opts.min === this.opts.max) return;
+    if (this.acting || this.pool.busy > 0 || this.pool.isHalted || this.opts.min === this.opts.max) return;
 
     const decision = decideScale(
-      { min: this.opts.min, max: this.opts.max, workers: samples, starting: this.pool.count('starting'), backpressure },
+      { min: this.opts.min, max: this.opts.max, workers: samples, starting: this.pool.launching, backpressure },
       this.opts.scale,
     );
     if (decision.action === 'none') return;

@@ -35,6 +35,7 @@ const addon = loadAddon();
 // afterwards closes the race where it died before prctl().
 addon.setParentDeathSignal(15);
 if (process.ppid !== config.parentPid) process.exit(1);
+addon.watchParent(config.parentPid, ORPHAN_DEADLINE_MS + 50);
 
 addon.raiseFdLimit();
 state.id = config.id;

@@ -149,6 +149,9 @@ function normalizeScale(input: unknown): ScaleConfig {
   if (cfg.downUtilization >= cfg.upUtilization) {
     throw invalidOption('scale.downUtilization', `must be below scale.upUtilization (${cfg.upUtilization})`);
   }
+  if (cfg.targetUtilization <= cfg.downUtilization || cfg.targetUtilization > cfg.upUtilization) {
+    throw invalidOption('scale.targetUtilization', `must be above scale.downUtilization and at most scale.upUtilization`);
+  }
   return cfg;
 }
 

@@ -212,6 +212,9 @@ export class Pool extends EventEmitter<PoolEvents> {
   async replace(w: WorkerHandle, reason: RetireReason): Promise<void> {
     if (w.retireReason !== undefined) return;
     w.retireReason = reason; // not counted as serving any more
+    // It takes no new connections from now on (others, or the backlog, hold them while its
+    // successor starts), so a limit like maxRequestsPerWorker is not overshot by much.
+    this.acceptor?.pauseWorker(w.id, true);
     try {
       await this.startReady();
     } finally {

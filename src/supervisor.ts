@@ -25,6 +25,7 @@ export interface ScaleEvent {
 export class Supervisor {
   private timer: NodeJS.Timeout | undefined;
   private lastBusyAt = new Map<number, number>();
+  private lastRequests = new Map<number, number>();
   private requestLimit = new Map<number, number>();
   private lastBackpressurePauses = 0;
   private acting = false;
@@ -64,13 +65,21 @@ export class Supervisor {
       const utilization = silentMs > STALLED_MS ? 1 : readScore(w.board, 'utilization') / 1000;
       const inFlight = readScore(w.board, 'inFlight');
       const waiting = pending[String(w.id)] ?? 0;
-      if (utilization >= this.opts.scale.downUtilization || inFlight > 0 || waiting > 0 || !this.lastBusyAt.has(w.id)) {
+      // Busy since the last tick: loop in use, work in hand, or a request served in between.
+      const requests = readScore(w.board, 'requests');
+      const served = requests !== this.lastRequests.get(w.id);
+      this.lastRequests.set(w.id, requests);
+      if (utilization >= this.opts.scale.downUtilization || inFlight > 0 || waiting > 0 || served) {
         this.lastBusyAt.set(w.id, now);
       }
       const open = readScore(w.board, 'open');
       samples.push({ id: w.id, utilization, inFlight, open, pending: waiting, idleFor: now - this.lastBusyAt.get(w.id)! });
     }
-    for (const id of this.lastBusyAt.keys()) if (!this.pool.workers.has(id)) this.lastBusyAt.delete(id);
+    for (const id of this.lastBusyAt.keys()) {
+      if (this.pool.workers.has(id)) continue;
+      this.lastBusyAt.delete(id);
+      this.lastRequests.delete(id);
+    }
 
     const pauses = acceptorStats?.backpressurePauses ?? 0;
     const backpressure = pauses > this.lastBackpressurePauses;

@@ -77,11 +77,17 @@ Acceptor::~Acceptor() {
   StopThread();
   for (Worker& w : workers_) UnmapScoreboard(w.board);
   for (const Handoff& h : waiting_) ::close(h.fd);
+  CloseFds();
+}
+
+void Acceptor::CloseFds() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  wake_fd_ = epoll_fd_ = -1;
 }
 
 Napi::Value Acceptor::Start(const Napi::CallbackInfo& info) {
+  if (epoll_fd_ < 0) throw Napi::Error::New(info.Env(), "the acceptor was stopped and cannot start again");
   if (!thread_.joinable()) thread_ = std::thread(&Acceptor::Run, this);
   return info.Env().Undefined();
 }
@@ -100,6 +106,8 @@ Napi::Value Acceptor::Stop(const Napi::CallbackInfo& info) {
     on_error_.Release();
     has_on_error_ = false;
   }
+  // The thread is gone: its epoll and eventfd go now, not whenever the GC runs.
+  CloseFds();
   return Napi::Number::New(info.Env(), dropped);
 }
 
@@ -113,6 +121,7 @@ void Acceptor::StopThread() {
 }
 
 void Acceptor::Wake() {
+  if (wake_fd_ < 0) return;  // stopped
   uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: the thread will wake anyway.
   while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {

@@ -59,6 +59,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   bool HasRoom(uint32_t now);
   void Wake();
   void StopThread();
+  void CloseFds();
   void ReportFatal(int err, const char* syscall);
 
   std::vector<int> listeners_;

@@ -41,8 +41,7 @@ async function toServer(value: unknown, allowFactory: boolean): Promise<net.Serv
 
 export async function loadApp(file: string): Promise<net.Server> {
   const mod: unknown = await import(pathToFileURL(file).href);
-  if (state.served) return state.served;
-  const server = await toServer(unwrapDefault(mod), true);
+  const server = state.served ?? (await toServer(unwrapDefault(mod), true));
   if (server.listening) throw new AppLoadError('the app\'s server is already listening: export it without calling listen()');
   await Promise.all(state.readiness);
   return server;

@@ -179,9 +179,13 @@ Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
 // adoptFd(fd) -> our own duplicate of an inherited listener, close-on-exec so it cannot
 // leak into workers, non-blocking so it cannot stall the accept thread. (O_NONBLOCK belongs
 // to the open file, so the caller's fd becomes non-blocking too; listeners are used that way.)
+// The caller's fd is made close-on-exec as well: otherwise every worker we spawn would
+// inherit the listener, and dispatch mode promises that no worker holds one.
 Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
+  int fdflags = fcntl(fd, F_GETFD);
+  if (fdflags < 0 || fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC) != 0) throw ErrnoError(env, errno, "fcntl", "FD_CLOEXEC");
   UniqueFd dup(fcntl(fd, F_DUPFD_CLOEXEC, 3));
   if (!dup.Valid()) throw ErrnoError(env, errno, "fcntl", "F_DUPFD_CLOEXEC");
   int fl = fcntl(dup.Get(), F_GETFL);

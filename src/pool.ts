@@ -183,7 +183,8 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** Bring the pool back up to `target` after a crash, with back-off. */
   private refill(): void {
-    if (this.closing || this.halted) return;
+    // A reload or resize in progress makes up the numbers itself when it ends (trim()).
+    if (this.closing || this.halted || this.busy > 0) return;
     this.startMany(this.missing(), this.backoff()).catch((err) => {
       // A crash loop was already reported when it was detected.
       if (!this.closing && err !== this.halted) this.emit('error', err);
@@ -236,10 +237,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       this.target = want;
       await this.settleLaunches();
       await this.startMany(this.missing());
-      // The newest leave first: the oldest have warm caches and JIT.
-      const serving = this.serving();
-      const surplus = serving.sort((a, b) => b.startedAt - a.startedAt).slice(0, Math.max(0, serving.length - want));
-      for (const w of surplus) await this.retire(w, 'resized');
+      await this.trim('resized');
       return want;
     } finally {
       this.busy--;
@@ -263,12 +261,20 @@ export class Pool extends EventEmitter<PoolEvents> {
         await this.startMany(chunk.length);
         await Promise.all(chunk.map((w) => this.retire(w, 'reloaded')));
       }
-      // After a crash-loop halt there may be fewer workers than wanted: start the rest.
-      await this.settleLaunches();
-      await this.startMany(this.missing());
+      // Workers may have crashed meanwhile, or a crash-loop halt left fewer than wanted.
+      await this.trim('reloaded');
     } finally {
       this.busy--;
     }
+  }
+
+  /** Make the pool exactly `target` again: start what is missing, retire the surplus (the
+   *  newest first: the oldest have warm caches and JIT), one at a time. */
+  private async trim(reason: RetireReason): Promise<void> {
+    await this.settleLaunches();
+    await this.startMany(this.missing());
+    const serving = this.serving().sort((a, b) => b.startedAt - a.startedAt);
+    for (const w of serving.slice(0, Math.max(0, serving.length - this.target))) await this.retire(w, reason);
   }
 
   /** Retire every worker at once; resolves when every process is gone. */

@@ -167,7 +167,8 @@ process.on('message', (m) => {
 process.on('disconnect', () => drain(ORPHAN_DEADLINE_MS));
 // SIGTERM from a supervisor reaches every process: drain; if orphaned, within a second.
 process.on('SIGTERM', () => drain(process.ppid === config.parentPid ? undefined : ORPHAN_DEADLINE_MS));
-// Ctrl-C reaches the whole process group: the primary decides what happens to workers.
-process.on('SIGINT', () => {});
+// Ctrl-C, a terminal hang-up or `systemctl kill -s HUP` reach every process of the group or
+// unit; the primary decides what they mean (HUP reload, TTIN/TTOU resize), not each worker.
+for (const signal of ['SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const) process.on(signal, () => {});
 
 void main();

@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import type { MetricsServer } from './metrics';
 import { loadAddon, type Addon, type NativeAcceptor } from './binding';
 import { HerdlessError, invalidOption } from './errors';
 import { closeListeners, openListeners, type Listener } from './listeners';
@@ -58,6 +59,7 @@ export interface DispatcherEvents {
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private closing: Promise<void> | undefined;
+  private metrics: MetricsServer | undefined;
   private readonly supervisor: Supervisor;
 
   private constructor(
@@ -94,11 +96,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         await pool.start();
         self = new Dispatcher(addon, opts, listeners, acceptor, pool);
         acceptor.start();
-        return self;
+        return await self.startMetrics();
       }
       pool = new Pool(addon, opts, listeners, undefined);
       await pool.start();
-      return new Dispatcher(addon, opts, listeners, undefined, pool);
+      return await new Dispatcher(addon, opts, listeners, undefined, pool).startMetrics();
     } catch (err) {
       // Nothing may outlive a failed start.
       await pool?.destroy();
@@ -106,6 +108,25 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       closeListeners(addon, listeners);
       throw err;
     }
+  }
+
+  /** The metrics server comes last: if its port is taken, the whole start fails cleanly. */
+  private async startMetrics(): Promise<this> {
+    if (!this.opts.metrics) return this;
+    try {
+      // Loaded only when asked for: prom-client is not needed otherwise.
+      const { startMetricsServer } = await import('./metrics.js');
+      this.metrics = await startMetricsServer(this, { ...this.opts.metrics, ready: () => !this.closing && this.size >= 1 });
+      return this;
+    } catch (err) {
+      await this.close({ timeout: 1000 });
+      throw err;
+    }
+  }
+
+  /** Where the metrics server listens (`metrics` option), or null. */
+  metricsAddress(): AddressInfo | null {
+    return this.metrics?.address() ?? null;
   }
 
   /** Like net.Server#address() for the first listener. */
@@ -199,5 +220,6 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.acceptor?.stop();
     closeListeners(this.addon, this.sockets);
     await this.pool.close(timeoutMs);
+    await this.metrics?.close();
   }
 }

@@ -54,6 +54,8 @@ export interface DispatcherOptions {
   maxMemory?: number;
   /** Replace a worker whose event loop has been blocked this long, ms (default off). */
   stallTimeout?: number;
+  /** Serve Prometheus metrics and a /healthz readiness endpoint from the primary. */
+  metrics?: { port: number; host?: string };
   /** Passed to each worker's http server (ms). */
   headersTimeout?: number;
   requestTimeout?: number;
@@ -76,6 +78,7 @@ export interface NormalizedOptions {
   env: Record<string, string>;
   execArgv: string[];
   scale: ScaleConfig;
+  metrics: { port: number; host?: string } | undefined;
   maxRequestsPerWorker: number;
   maxMemory: number;
   stallTimeout: number;
@@ -129,6 +132,14 @@ function fraction(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !(value > 0 && value <= 1)) throw invalidOption(name, `expected a number in (0, 1], got ${String(value)}`);
   return value;
+}
+
+function normalizeMetrics(input: unknown): NormalizedOptions['metrics'] {
+  if (input === undefined) return undefined;
+  if (input === null || typeof input !== 'object') throw invalidOption('metrics', 'expected { port, host? }');
+  const m = input as Record<string, unknown>;
+  if (m.host !== undefined && (typeof m.host !== 'string' || m.host === '')) throw invalidOption('metrics.host', 'expected a non-empty string');
+  return { port: intOption('metrics.port', m.port, -1, 0, 65535), host: m.host as string | undefined };
 }
 
 function normalizeScale(input: unknown): ScaleConfig {
@@ -197,6 +208,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
 
   return {
     scale: normalizeScale(o.scale),
+    metrics: normalizeMetrics(o.metrics),
     maxRequestsPerWorker: intOption('maxRequestsPerWorker', o.maxRequestsPerWorker, 0, 1),
     maxMemory: intOption('maxMemory', o.maxMemory, 0, 1),
     stallTimeout: intOption('stallTimeout', o.stallTimeout, 0, 1),

@@ -1,0 +1,116 @@
+/**
+ * `herdless [options] <app>`: start a Dispatcher from the command line and run it until a
+ * signal stops it. Flags override a --config file, which overrides the defaults. Every
+ * start error ends the process with "CODE: message" on stderr and status 2 for a usage
+ * mistake (a bad flag or option), 1 for anything else (EADDRINUSE, ERR_HERDLESS_APP_LOAD, ...).
+ */
+import * as path from 'node:path';
+import { parseCli, USAGE, type CliArgs, type LogFormat } from './cli/args';
+import { parseBind, sealInherited, systemdListeners } from './cli/binds';
+import { loadConfig, type FileConfig } from './cli/config';
+import { createLogger, describeError, type Logger } from './cli/log';
+import { handleSignals } from './cli/signals';
+import { Dispatcher } from './dispatcher';
+import { invalidOption } from './errors';
+import { startMetricsServer, type MetricsServer } from './metrics';
+import type { DispatcherOptions, ListenOption } from './options';
+
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
+const EXIT_USAGE = 2;
+const EXIT_START = 1;
+
+function listenOptions(args: CliArgs, config: FileConfig): ListenOption[] {
+  const listen: ListenOption[] = [];
+  if (args.port !== undefined) listen.push(args.host === undefined ? { port: args.port } : { port: args.port, host: args.host });
+  if (args.unix !== undefined) listen.push({ path: args.unix });
+  listen.push(...args.binds.map(parseBind), ...systemdListeners());
+  if (listen.length > 0) return listen;
+  if (config.listen !== undefined) return ([] as ListenOption[]).concat(config.listen);
+  return [{ port: Number(process.env.PORT ?? 8080) }];
+}
+
+function metricsAddress(value: FileConfig['metrics']): { port: number; host?: string } | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'object') return value;
+  const m = /^(?:\[?([^\]]*?)\]?:)?(\d+)$/.exec(String(value));
+  if (!m) throw invalidOption('--metrics', `expected [host:]port, got "${value}"`);
+  return m[1] ? { host: m[1], port: Number(m[2]) } : { port: Number(m[2]) };
+}
+
+function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer | undefined, log: Logger): void {
+  const a = d.address();
+  const where = a === null ? 'an inherited socket' : typeof a === 'string' ? `unix:${a}` : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  const mode = opts.mode ?? 'dispatch';
+  const count = ([] as ListenOption[]).concat(opts.listen).length;
+  const more = count > 1 ? ` and ${count - 1} more` : '';
+  const m = metrics ? `, metrics on :${metrics.address().port}` : '';
+  log.info('listening', { address: a, size: d.size, mode, metrics: metrics?.address().port }, `listening on ${where}${more} (${d.size} worker${d.size === 1 ? '' : 's'}, mode ${mode}, pid ${process.pid}${m})`);
+}
+
+function logPoolEvents(d: Dispatcher, log: Logger): void {
+  d.on('worker-start', ({ id, pid }) => log.info('worker-start', { worker: id, workerPid: pid }, `worker ${id} started (pid ${pid})`));
+  d.on('worker-exit', ({ id, pid, code, signal, reason }) =>
+    log.info('worker-exit', { worker: id, workerPid: pid, code, signal, reason }, `worker ${id} exited (pid ${pid}, ${signal ?? `code ${code}`}, ${reason})`),
+  );
+  d.on('scale', ({ from, to, reason }) => log.info('scale', { from, to, reason }, `pool ${from} -> ${to} workers (${reason})`));
+}
+
+async function main(argv: string[]): Promise<void> {
+  let args: CliArgs;
+  try {
+    args = parseCli(argv);
+  } catch (err) {
+    process.stderr.write(`herdless: ${describeError(err)}\nTry herdless --help\n`);
+    process.exit(EXIT_USAGE);
+  }
+  if (args.help) return void process.stdout.write(USAGE);
+  if (args.version) return void process.stdout.write(`${require('../package.json').version}\n`);
+
+  // Signals that arrive while starting must not stop the process (TTIN/TTOU would) or start
+  // the inspector (USR1); TERM and INT keep their default: die, and workers follow.
+  const early = () => {};
+  for (const s of ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1'] as const) process.on(s, early);
+
+  let log = createLogger(args.log ?? 'text');
+  let d: Dispatcher | undefined;
+  try {
+    const config = args.config ? await loadConfig(args.config) : {};
+    log = createLogger(args.log ?? (config.log as LogFormat | undefined) ?? 'text');
+    const app = args.app ? path.resolve(args.app) : config.app;
+    if (!app) throw invalidOption('<app>', 'missing: herdless [options] <app> (or "app" in --config)');
+    const { metrics: metricsConfig, log: _log, shutdownTimeout, ...base } = config;
+    const opts: DispatcherOptions = {
+      ...base,
+      ...args.options,
+      scale: { ...base.scale, ...args.options.scale },
+      app,
+      listen: sealInherited(listenOptions(args, config)),
+    };
+    const metricsAt = metricsAddress(args.metrics ?? metricsConfig);
+    d = await Dispatcher.start(opts);
+    for (const s of ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1'] as const) process.off(s, early);
+    logPoolEvents(d, log);
+    const running = d;
+    let metrics: MetricsServer | undefined;
+    const controls = handleSignals(d, log, {
+      shutdownTimeout: args.shutdownTimeout ?? shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
+      exit: (code) => {
+        void (metrics?.close() ?? Promise.resolve()).finally(() => process.exit(code));
+      },
+    });
+    d.on('error', (err) => {
+      log.error('error', { code: (err as { code?: string }).code }, describeError(err));
+      // Nothing left to serve with: exit non-zero so a supervisor restarts or reports us.
+      const code = (err as { code?: string }).code;
+      if (code === 'ERR_HERDLESS_ACCEPT' || (code === 'ERR_HERDLESS_CRASH_LOOP' && running.size === 0)) controls.stop(code, EXIT_START);
+    });
+    if (metricsAt) metrics = await startMetricsServer(d, { ...metricsAt, ready: () => !controls.stopping && running.size >= 1 });
+    banner(d, opts, metrics, log);
+  } catch (err) {
+    log.error('start-failed', { code: (err as { code?: string }).code }, `cannot start: ${describeError(err)}`);
+    await d?.close({ timeout: 1000 }).catch(() => {});
+    process.exit((err as { code?: string }).code === 'ERR_HERDLESS_INVALID_OPTION' ? EXIT_USAGE : EXIT_START);
+  }
+}
+
+void main(process.argv.slice(2));

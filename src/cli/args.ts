@@ -1,0 +1,149 @@
+/**
+ * Command-line flags: their names, help text, and how each becomes a Dispatcher option.
+ * node:util parseArgs does the tokenising; every value is checked here so that a mistake
+ * fails before anything is bound or spawned, with the flag's name in the message.
+ */
+import { parseArgs } from 'node:util';
+import { invalidOption } from '../errors';
+import type { DispatcherOptions, Mode } from '../options';
+
+export const USAGE = `Usage: herdless [options] <app>
+
+  <app>                    module each worker runs (request listener, server, or factory)
+
+Listening (repeatable; default: $PORT or 8080 on all interfaces):
+  -p, --port <n>           TCP port (0 picks a free one)
+      --host <addr>        host for --port
+      --unix <path>        Unix socket
+  -b, --bind <addr>        host:port, [v6]:port, :port, unix:/path, fd://N
+                           systemd socket activation (LISTEN_FDS) is used when present
+Pool:
+  -w, --workers <n>        fixed size (sets --min and --max)
+      --min <n>, --max <n> size range (default 1 .. CPU count)
+      --mode <m>           dispatch (default) | herd | reuseport
+      --max-requests <n>   recycle a worker after about n requests
+      --max-memory <bytes> recycle a worker past this RSS (suffix k, m or g allowed)
+      --max-connections <n> per worker, then connections wait in the backlog
+      --stall-timeout <ms> replace a worker whose event loop is blocked this long
+      --start-timeout <ms> --backlog <n>
+      --idle-timeout <ms>  retire a surplus worker idle this long (scale.idleTimeout)
+      --scale-interval <ms>
+      --headers-timeout <ms> --request-timeout <ms> --keep-alive-timeout <ms>
+      --shutdown-timeout <ms> graceful stop deadline, then workers are killed (default 30000)
+Other:
+  -c, --config <file>      JSON, or a JS module exporting options; flags win
+      --log <text|json>    log format on stderr (default text)
+      --metrics <[host:]port> Prometheus /metrics and /healthz
+  -h, --help, -v, --version
+
+Signals: TERM/INT graceful stop (a second one forces), HUP rolling reload,
+TTIN/TTOU one worker more/less, USR1 status summary on stderr.
+`;
+
+const FLAGS = {
+  port: { type: 'string', short: 'p' },
+  host: { type: 'string' },
+  unix: { type: 'string' },
+  bind: { type: 'string', short: 'b', multiple: true },
+  workers: { type: 'string', short: 'w' },
+  min: { type: 'string' },
+  max: { type: 'string' },
+  mode: { type: 'string' },
+  'max-requests': { type: 'string' },
+  'max-memory': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'stall-timeout': { type: 'string' },
+  'start-timeout': { type: 'string' },
+  backlog: { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'scale-interval': { type: 'string' },
+  'headers-timeout': { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'keep-alive-timeout': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  config: { type: 'string', short: 'c' },
+  log: { type: 'string' },
+  metrics: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+export type LogFormat = 'text' | 'json';
+
+export interface CliArgs {
+  help: boolean;
+  version: boolean;
+  app?: string;
+  /** Listen addresses as typed (parsed in binds.ts). */
+  binds: string[];
+  port?: number;
+  host?: string;
+  unix?: string;
+  config?: string;
+  log?: LogFormat;
+  metrics?: string;
+  shutdownTimeout?: number;
+  /** Everything that maps straight onto DispatcherOptions. */
+  options: Partial<DispatcherOptions>;
+}
+
+function int(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw invalidOption(`--${flag}`, `expected a non-negative integer, got "${value}"`);
+  return Number(value);
+}
+
+function bytes(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)([kmg]?)b?$/i.exec(value);
+  if (!m) throw invalidOption(`--${flag}`, `expected bytes such as 536870912 or 512m, got "${value}"`);
+  return Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase());
+}
+
+/** Drop undefined values so that they do not override a config file's. */
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export function parseCli(argv: string[]): CliArgs {
+  const { values: v, positionals } = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
+  if (positionals.length > 1) throw invalidOption('<app>', `expected one app module, got ${positionals.join(' ')}`);
+  if (v.log !== undefined && v.log !== 'text' && v.log !== 'json') throw invalidOption('--log', `expected text or json, got "${v.log}"`);
+
+  const workers = int('workers', v.workers);
+  if (workers !== undefined && (v.min !== undefined || v.max !== undefined)) {
+    throw invalidOption('--workers', 'give either --workers or --min/--max');
+  }
+  const scale = defined({ idleTimeout: int('idle-timeout', v['idle-timeout']), interval: int('scale-interval', v['scale-interval']) });
+  const options = defined<Partial<DispatcherOptions>>({
+    min: workers ?? int('min', v.min),
+    max: workers ?? int('max', v.max),
+    mode: v.mode as Mode | undefined,
+    maxRequestsPerWorker: int('max-requests', v['max-requests']),
+    maxMemory: bytes('max-memory', v['max-memory']),
+    maxConnectionsPerWorker: int('max-connections', v['max-connections']),
+    stallTimeout: int('stall-timeout', v['stall-timeout']),
+    startTimeout: int('start-timeout', v['start-timeout']),
+    backlog: int('backlog', v.backlog),
+    headersTimeout: int('headers-timeout', v['headers-timeout']),
+    requestTimeout: int('request-timeout', v['request-timeout']),
+    keepAliveTimeout: int('keep-alive-timeout', v['keep-alive-timeout']),
+    scale: Object.keys(scale).length > 0 ? scale : undefined,
+  });
+  if (v.host !== undefined && v.port === undefined) throw invalidOption('--host', 'needs --port');
+
+  return {
+    help: v.help ?? false,
+    version: v.version ?? false,
+    app: positionals[0],
+    binds: v.bind ?? [],
+    port: int('port', v.port),
+    host: v.host,
+    unix: v.unix,
+    config: v.config,
+    log: v.log as LogFormat | undefined,
+    metrics: v.metrics,
+    shutdownTimeout: int('shutdown-timeout', v['shutdown-timeout']),
+    options,
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * Prometheus metrics for a Dispatcher, served from the primary with prom-client.
+ *
+ * Every figure is read on scrape from one d.stats() call (shared-memory reads and one native
+ * call) and from /proc/<pid>/statm for worker RSS; nothing is counted on the dispatch path, so
+ * a scrape cannot slow it down. Per-worker series carry the worker id and disappear with the
+ * worker. /healthz answers 200 while workers are serving (a readiness probe), 503 otherwise.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Dispatcher, DispatcherStats, WorkerStats } from './dispatcher';
+
+export interface MetricsOptions {
+  port: number;
+  /** Default: all interfaces, like the main listener. */
+  host?: string;
+  /** Readiness for /healthz; default: at least one worker. */
+  ready?: () => boolean;
+}
+
+export interface MetricsServer {
+  address(): AddressInfo;
+  close(): Promise<void>;
+}
+
+type Dispatch = DispatcherStats['dispatcher'];
+
+const COUNTERS: [string, string, (x: Dispatch) => number][] = [
+  ['herdless_connections_accepted_total', 'Connections accepted by the primary.', (x) => x.accepted],
+  ['herdless_connections_handed_off_total', 'Connections sent to a worker (a re-dispatched one counts twice).', (x) => x.handedOff],
+  ['herdless_handoff_retries_total', 'Hand-offs retried on another worker because a channel was full.', (x) => x.handoffRetries],
+  ['herdless_connections_redispatched_total', 'Connections read back from a dead worker and sent to another.', (x) => x.redispatched],
+  ['herdless_backpressure_pauses_total', 'Times accepting paused because no worker had room.', (x) => x.backpressurePauses],
+  ['herdless_backpressure_paused_seconds_total', 'Time spent paused for lack of room.', (x) => x.backpressurePausedMs / 1000],
+  ['herdless_fd_pauses_total', 'Times accepting paused on EMFILE/ENFILE.', (x) => x.fdPauses],
+  ['herdless_fd_paused_seconds_total', 'Time spent paused for lack of file descriptors.', (x) => x.fdPausedMs / 1000],
+];
+
+const PER_WORKER: [string, string, 'counter' | 'gauge', (w: WorkerStats) => number][] = [
+  ['herdless_worker_connections_open', 'Connections a worker holds.', 'gauge', (w) => w.connectionsOpen],
+  ['herdless_worker_connections_received_total', 'Connections a worker has received.', 'counter', (w) => w.connectionsReceived],
+  ['herdless_worker_requests_in_flight', 'Requests a worker is serving.', 'gauge', (w) => w.requestsInFlight],
+  ['herdless_worker_requests_total', 'Requests a worker has served.', 'counter', (w) => w.requestsServed],
+];
+
+/** The kernel's page size, from the auxiliary vector (AT_PAGESZ); statm counts pages. */
+function pageSize(): number {
+  try {
+    const auxv = fs.readFileSync('/proc/self/auxv');
+    for (let i = 0; i + 16 <= auxv.length; i += 16) {
+      if (auxv.readBigUInt64LE(i) === 6n) return Number(auxv.readBigUInt64LE(i + 8));
+    }
+  } catch {
+    // not Linux, or /proc hidden
+  }
+  return 4096;
+}
+
+function rssBytes(pid: number, page: number): number | undefined {
+  try {
+    return Number(fs.readFileSync(`/proc/${pid}/statm`, 'latin1').split(' ')[1]) * page;
+  } catch {
+    return undefined; // exited between stats() and now
+  }
+}
+
+/** A registry whose metrics read `d` on every scrape. Exported for embedding in an app's own server. */
+export function createRegistry(d: Dispatcher): Registry {
+  const registry = new Registry();
+  const page = pageSize();
+  // One stats() per scrape, however many metrics read it.
+  let snapshot: DispatcherStats | undefined;
+  const stats = (): DispatcherStats => (snapshot ??= d.stats());
+  const origMetrics = registry.metrics.bind(registry);
+  registry.metrics = async () => {
+    snapshot = undefined;
+    try {
+      return await origMetrics();
+    } finally {
+      snapshot = undefined;
+    }
+  };
+
+  for (const [name, help, read] of COUNTERS) {
+    new Counter({ name, help, registers: [registry], collect() {
+      this.reset();
+      this.inc(read(stats().dispatcher));
+    } });
+  }
+  new Counter({ name: 'herdless_accept_errors_total', help: 'accept(2) failures by errno.', labelNames: ['errno'], registers: [registry], collect() {
+    this.reset();
+    for (const [errno, n] of Object.entries(stats().dispatcher.acceptErrors)) this.inc({ errno }, n);
+  } });
+  new Gauge({ name: 'herdless_connections_waiting', help: 'Accepted connections not yet handed off.', registers: [registry], collect() {
+    this.set(stats().dispatcher.waiting);
+  } });
+  new Gauge({ name: 'herdless_workers', help: 'Workers taking connections (the pool size).', registers: [registry], collect() {
+    this.set(d.size);
+  } });
+  for (const [name, help, type, read] of PER_WORKER) {
+    const Metric = type === 'counter' ? Counter : Gauge;
+    new Metric({ name, help, labelNames: ['worker'], registers: [registry], collect(this: Counter | Gauge) {
+      this.reset();
+      for (const w of stats().workers) this.inc({ worker: String(w.id) }, read(w));
+    } });
+  }
+  new Gauge({ name: 'herdless_worker_resident_memory_bytes', help: 'Resident set size of a worker.', labelNames: ['worker'], registers: [registry], collect() {
+    this.reset();
+    for (const w of stats().workers) {
+      const rss = rssBytes(w.pid, page);
+      if (rss !== undefined) this.set({ worker: String(w.id) }, rss);
+    }
+  } });
+  collectDefaultMetrics({ register: registry }); // the primary's own CPU, memory, fds
+  return registry;
+}
+
+export function startMetricsServer(d: Dispatcher, options: MetricsOptions): Promise<MetricsServer> {
+  const registry = createRegistry(d);
+  const ready = options.ready ?? (() => d.size >= 1);
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
+    } else if (path === '/healthz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve({
+        address: () => server.address() as AddressInfo,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,11 @@
+'use strict';
+// The scenarios, in the order they run and are reported. S6 reads S1's result, so S1 first.
+module.exports = [
+  require('./conn-per-request'),
+  require('./keep-alive'),
+  require('./herd-cost'),
+  require('./fairness'),
+  require('./stalled'),
+  require('./ceiling'),
+  require('./burst-memory'),
+];

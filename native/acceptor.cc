@@ -19,6 +19,7 @@ constexpr int kAcceptBatch = 64;          // per listener per wake-up, so listen
 constexpr int kBackpressureRetryMs = 2;   // workers free room without telling us: look again soon
 constexpr int kFdExhaustedRetryMs = 100;  // EMFILE/ENFILE: give the process time to close fds
 constexpr uint64_t kWakeTag = UINT64_MAX;
+constexpr uint32_t kHeartbeatSlackMs = 40;  // workers beat every 25 ms
 
 bool IsFdExhaustion(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -248,7 +249,13 @@ int Acceptor::PickWorker(uint32_t now, const std::vector<bool>& skip) {
     if (max_connections_ > 0 && pending + open >= max_connections_) continue;
     int64_t load = pending + open + w.board->Load(kInFlight);
     uint32_t silent = now - static_cast<uint32_t>(w.board->Load(kHeartbeat));
-    if (silent > stall_ms_ && silent < (1u << 31)) load += int64_t{1} << 32;
+    if (silent < (1u << 31)) {
+      // A loop that missed its heartbeat is busy right now: every 10 ms of silence weighs
+      // like one more connection, so a worker that just started a long task is avoided
+      // before it is declared stalled.
+      if (silent > kHeartbeatSlackMs) load += silent / 10;
+      if (silent > stall_ms_) load += int64_t{1} << 32;
+    }
     if (load < best_load) {
       best = static_cast<int>(i);
       best_load = load;

@@ -3,7 +3,7 @@
 //   node bench/lifecycle-cost.js
 // 16 clients make connection-per-request calls for 9 s against min 2, max 4 workers;
 // at 2 s a worker is SIGKILLed, at 5 s the pool is reloaded. Prints failures and latency
-// around each event, and the pool size over time.
+// around each event (requests grouped by when they started), and the pool size over time.
 const http = require('node:http');
 const path = require('node:path');
 const { Dispatcher } = require('..');
@@ -53,10 +53,10 @@ async function main() {
     return `${list.length} requests, ${failed.length} failed${codes}, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${q(1)} ms`;
   };
   const stats = d.stats().dispatcher;
-  console.log(`steady (0-2 s):                    ${summary(window(0, killedAt))}`);
-  console.log(`SIGKILL worker ${victim} (+1 s):       ${summary(window(killedAt, killedAt + 1000))}`);
-  console.log(`reload (${reloadAt}-${reloadDone} ms):        ${summary(window(reloadAt, reloadDone))}`);
-  console.log(`after (last 2 s):                  ${summary(window(reloadDone, Infinity))}`);
+  console.log(`started 0-2 s (up to the kill):    ${summary(window(0, killedAt))}`);
+  console.log(`started in the 1 s after SIGKILL:   ${summary(window(killedAt, killedAt + 1000))}`);
+  console.log(`started during reload (${reloadAt}-${reloadDone} ms): ${summary(window(reloadAt, reloadDone))}`);
+  console.log(`started after the reload:          ${summary(window(reloadDone, Infinity))}`);
   console.log(`re-dispatched: ${stats.redispatched}; accepted ${stats.accepted}; handed off ${stats.handedOff}`);
   console.log(`pool size: ${sizes.join(' ')}`);
   await d.close();

@@ -26,6 +26,7 @@ export class Supervisor {
   private timer: NodeJS.Timeout | undefined;
   private lastBusyAt = new Map<number, number>();
   private lastRequests = new Map<number, number>();
+  private silentSince = new Map<number, number>();
   private requestLimit = new Map<number, number>();
   private lastBackpressurePauses = 0;
   private acting = false;
@@ -57,7 +58,7 @@ export class Supervisor {
     const samples: WorkerSample[] = [];
     for (const w of ready) {
       const silentMs = (clock - readScore(w.board, 'heartbeat')) >>> 0;
-      if (this.opts.stallTimeout > 0 && silentMs >= this.opts.stallTimeout) {
+      if (this.isStalled(w, silentMs, now)) {
         this.pool.kill(w, 'stalled');
         continue;
       }
@@ -79,6 +80,7 @@ export class Supervisor {
       if (this.pool.workers.has(id)) continue;
       this.lastBusyAt.delete(id);
       this.lastRequests.delete(id);
+      this.silentSince.delete(id);
     }
 
     const pauses = acceptorStats?.backpressurePauses ?? 0;
@@ -102,6 +104,23 @@ export class Supervisor {
     }
     this.acting = true;
     work.catch(this.onError).finally(() => (this.acting = false));
+  }
+
+  /**
+   * stallTimeout: a worker is replaced only when the supervisor itself has watched it stay
+   * silent with a request in flight for that long. An idle worker that merely did not get
+   * the CPU for a while (a loaded machine) is left alone, and so is silence from before the
+   * request started.
+   */
+  private isStalled(w: WorkerHandle, silentMs: number, now: number): boolean {
+    if (this.opts.stallTimeout <= 0) return false;
+    if (silentMs <= STALLED_MS || readScore(w.board, 'inFlight') === 0) {
+      this.silentSince.delete(w.id);
+      return false;
+    }
+    const since = this.silentSince.get(w.id) ?? now;
+    this.silentSince.set(w.id, since);
+    return silentMs >= this.opts.stallTimeout && now - since + STALLED_MS >= this.opts.stallTimeout;
   }
 
   private recycleIfDue(w: WorkerHandle): void {

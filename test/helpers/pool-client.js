@@ -2,6 +2,7 @@
 // Promise-based HTTP client for the pool tests: one request, { status, body } or an error
 // with err.code (ECONNRESET, ECONNREFUSED, ETIMEDOUT, ...).
 const http = require('node:http');
+const { sleep, waitFor } = require('./wait');
 
 /**
  * GET `path` on 127.0.0.1:`port`.
@@ -64,19 +65,6 @@ async function load({ total = Infinity, concurrency = 8, signal = {} }, fn) {
   }
   await Promise.all(Array.from({ length: concurrency }, lane));
   return results;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll `predicate` every `stepMs` until it returns truthy; throws after `timeoutMs`. */
-async function waitFor(predicate, timeoutMs = 5000, stepMs = 20, what = String(predicate)) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await predicate();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms: ${what}`);
-    await sleep(stepMs);
-  }
 }
 
 /** Summarise failed results by error code, for assertion messages. */

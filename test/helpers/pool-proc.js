@@ -1,6 +1,7 @@
 'use strict';
 // Process inspection through /proc for the pool tests.
 const fs = require('node:fs');
+const { alive, childrenOf } = require('./proc');
 
 /** State letter of a process from /proc/<pid>/stat ('R', 'S', 'Z', ...), or null if it is gone. */
 function procState(pid) {
@@ -9,18 +10,6 @@ function procState(pid) {
     return stat.slice(stat.lastIndexOf(')') + 2)[0];
   } catch {
     return null;
-  }
-}
-
-/** A live process: exists and is not a zombie. Cross-checked with kill(pid, 0). */
-function alive(pid) {
-  const state = procState(pid);
-  if (state === null || state === 'Z' || state === 'X') return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code !== 'ESRCH';
   }
 }
 
@@ -42,21 +31,6 @@ function workerPids(ppid = process.pid) {
   return out;
 }
 
-/** Pids of live processes whose parent is `ppid`. */
-function childrenOf(ppid) {
-  const out = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === ppid && fields[0] !== 'Z') out.push(Number(name));
-    } catch {
-      // raced with an exit
-    }
-  }
-  return out;
-}
 
 /** SIGKILL a pid, ignoring ESRCH. */
 function killQuietly(pid, signal = 'SIGKILL') {

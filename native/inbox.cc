@@ -12,21 +12,11 @@ namespace {
 
 constexpr size_t kReadBatch = 64;         // per wake-up, so a flood cannot starve the loop
 constexpr uint64_t kFdExhaustedRetryMs = 100;
+constexpr uint64_t kFdRoomRetryMs = 50;  // near the fd limit: look again once some connections closed
 
 template <typename Handle>
 void CloseAndFree(Handle* handle) {
   uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
-}
-
-// A hand-off must be a connected stream socket; anything else (a file, a listening socket,
-// a datagram socket) would confuse net.Socket, so it is closed and counted.
-bool IsConnectedStream(int fd) {
-  int type = 0;
-  socklen_t len = sizeof(type);
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return false;
-  sockaddr_storage peer;
-  len = sizeof(peer);
-  return getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0;
 }
 
 }  // namespace
@@ -44,6 +34,14 @@ Inbox::Inbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Inbox>(info) {
   fd_ = info[0].As<Napi::Number>().Int32Value();
   listener_ = info[1].As<Napi::String>().Utf8Value() == "listener";
   callback_ = Napi::Persistent(info[2].As<Napi::Function>());
+  if (info.Length() > 4 && info[4].IsNumber()) listener_index_ = info[4].As<Napi::Number>().Uint32Value();
+  if (info.Length() > 3 && info[3].IsArrayBuffer()) {
+    Napi::ArrayBuffer board = info[3].As<Napi::ArrayBuffer>();
+    if (board.ByteLength() >= kScoreboardBytes) {
+      board_ = static_cast<Scoreboard*>(board.Data());
+      board_ref_ = Napi::Persistent(board);  // the mapping lives as long as we write to it
+    }
+  }
   context_ = new Napi::AsyncContext(env, "herdless.Inbox");
 
   uv_loop_t* loop = nullptr;
@@ -89,11 +87,21 @@ void Inbox::Shutdown() {
   }
 }
 
-// close(): stop reading. The fd itself belongs to the caller.
+// close(closeListener?): stop reading. A channel's fd belongs to the caller. A listener's fd
+// is closed when asked (a retiring reuseport worker: as long as its listener is open the
+// kernel keeps queueing connections on it, which closing later would reset), after taking
+// what is already in its queue.
 Napi::Value Inbox::Close(const Napi::CallbackInfo& info) {
-  if (!closed_) {
-    Shutdown();
-    Unref();
+  if (closed_) return info.Env().Undefined();
+  bool close_listener = listener_ && info.Length() > 0 && info[0].ToBoolean();
+  Shutdown();
+  Unref();
+  if (close_listener) {
+    std::vector<Handoff> handoffs;
+    AcceptAll(&handoffs);
+    ::close(fd_);
+    fd_ = -1;
+    if (!handoffs.empty()) Deliver(handoffs, handoffs.size(), false);
   }
   return info.Env().Undefined();
 }
@@ -105,6 +113,7 @@ Napi::Value Inbox::Counters(const Napi::CallbackInfo& info) {
   out.Set("emptyWakeups", empty_wakeups_);
   out.Set("rejected", rejected_);
   out.Set("acceptErrors", accept_errors_);
+  out.Set("fdRoomStalls", fd_room_stalls_);
   return out;
 }
 
@@ -128,22 +137,45 @@ void Inbox::OnPoll(uv_poll_t* handle, int status, int events) {
 void Inbox::OnResume(uv_timer_t* timer) {
   auto* self = static_cast<Inbox*>(timer->data);
   if (self == nullptr || self->closed_) return;
-  uv_poll_start(self->poll_, UV_READABLE, OnPoll);
+  uv_poll_start(self->poll_, UV_READABLE | (self->listener_ ? 0 : UV_DISCONNECT), OnPoll);
 }
 
+void Inbox::PauseFor(uint64_t ms) {
+  uv_poll_stop(poll_);
+  uv_timer_start(timer_, OnResume, ms, 0);
+}
+
+void Inbox::Publish(ScoreField field, double value) {
+  if (board_ != nullptr) board_->field[field].store(static_cast<int32_t>(static_cast<uint32_t>(value)), std::memory_order_relaxed);
+}
+
+// Reads records while the fds they carry can be installed. Near the fd limit it stops and
+// looks again later: connections then wait in the channel, whose growing backlog steers
+// the dispatcher elsewhere, instead of being dropped by the kernel. The fds are not checked
+// (no syscall per connection): only the primary writes to this channel, and it sends only
+// what accept4() returned on listeners it checked at start.
 size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
   uint32_t announced = 0, malformed = 0;
-  std::vector<Handoff> received;
-  int rc = ReceiveHandoffs(fd_, kReadBatch, &received, &announced, &malformed);
-  if (rc != 0) *hangup = true;  // EOF (-1) or a broken channel
-  rejected_ += malformed;
-  for (const Handoff& h : received) {
-    if (IsConnectedStream(h.fd)) {
-      out->push_back(h);
-    } else {
-      ::close(h.fd);
-      rejected_++;
+  for (size_t i = 0; i < kReadBatch; i++) {
+    if (!room_.Enough(kMaxBatch)) {
+      fd_room_stalls_++;
+      Publish(kFdRoomStalls, fd_room_stalls_);
+      PauseFor(kFdRoomRetryMs);
+      break;
     }
+    size_t before = out->size();
+    uint32_t records = announced + malformed;
+    int rc = ReceiveHandoffs(fd_, 1, out, &announced, &malformed);
+    room_.Took(out->size() - before);
+    if (rc != 0) {
+      *hangup = true;  // EOF (-1) or a broken channel
+      break;
+    }
+    if (announced + malformed == records) break;  // empty
+  }
+  if (malformed > 0) {
+    rejected_ += malformed;
+    Publish(kRejected, rejected_);
   }
   return announced;
 }
@@ -155,16 +187,13 @@ void Inbox::AcceptAll(std::vector<Handoff>* out) {
   for (size_t i = 0; i < kReadBatch; i++) {
     int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      out->push_back(Handoff{fd, 0});
+      out->push_back(Handoff{fd, listener_index_});
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       accept_errors_++;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        uv_poll_stop(poll_);
-        uv_timer_start(timer_, OnResume, kFdExhaustedRetryMs, 0);
-      }
+      if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) && !closed_) PauseFor(kFdExhaustedRetryMs);
     }
     break;
   }

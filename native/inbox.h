@@ -1,10 +1,10 @@
 // The worker's side: where connections come in, driven by the worker's own libuv loop.
 //
-//   new Inbox(fd, 'channel', cb)   reads hand-offs from the dispatcher (mode 'dispatch')
+//   new Inbox(fd, 'channel', cb, board)   reads hand-offs from the dispatcher (mode 'dispatch')
 //   new Inbox(fd, 'listener', cb)  accepts on a listening socket itself ('herd', 'reuseport')
 //
 // Either way JS gets cb([fd, listenerIndex, ...], consumed) once per wake-up, with fds already
-// checked to be connected stream sockets (consumed also counts the records that were not, so
+// trusted to be connected stream sockets (consumed also counts records the kernel truncated, so
 // the dispatcher's "sent but not yet received" figure stays exact), or cb(null, 0) once when
 // a channel hangs up (the primary is gone). Keeping both sources behind one interface makes the comparison modes differ only
 // in who calls accept(), which is exactly what the benchmarks compare.
@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "channel.h"
+#include "fd-room.h"
+#include "scoreboard.h"
 
 namespace herdless {
 
@@ -34,16 +36,22 @@ class Inbox : public Napi::ObjectWrap<Inbox> {
   void AcceptAll(std::vector<Handoff>* out);
   void Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool hangup);
   void Shutdown();
+  void PauseFor(uint64_t ms);
+  void Publish(ScoreField field, double value);  // into this worker's scoreboard, if given
 
   int fd_;
   bool listener_;
+  uint32_t listener_index_ = 0;  // a listener inbox: the index its connections report
   bool closed_ = false;
   uv_poll_t* poll_ = nullptr;    // heap-allocated: freed by uv_close's callback, which may
   uv_timer_t* timer_ = nullptr;  // run after this object is gone
   Napi::FunctionReference callback_;
   Napi::AsyncContext* context_ = nullptr;
   // Counters read by JS (herd statistics and fd checks)
-  double wakeups_ = 0, empty_wakeups_ = 0, rejected_ = 0, accept_errors_ = 0;
+  double wakeups_ = 0, empty_wakeups_ = 0, rejected_ = 0, accept_errors_ = 0, fd_room_stalls_ = 0;
+  FdRoom room_;
+  Scoreboard* board_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> board_ref_;
 };
 
 void InitInbox(Napi::Env env, Napi::Object exports);

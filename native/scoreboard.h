@@ -20,9 +20,11 @@ enum ScoreField : int {
   kHeartbeat = 4,     // CLOCK_MONOTONIC milliseconds (low 32 bits) when the loop last ran
   kWakeups = 5,       // herd/reuseport: times the worker woke to accept
   kEmptyWakeups = 6,  // ... and found nothing
-  kRejected = 7,      // fds received that were not connected stream sockets
+  kRejected = 7,      // hand-off records that were malformed or lost fds (MSG_CTRUNC)
   kUtilization = 8,   // event-loop utilisation over the last ~100 ms, per mille
   kRssKb = 9,         // resident set size in KiB, refreshed every second
+  kMaxConnections = 10,  // the app server's maxConnections (0: none): a cap for the dispatcher
+  kFdRoomStalls = 11,    // times the worker stopped reading its channel near its fd limit
   kFieldCount = 16,   // 64 bytes: one cache line per worker
 };
 

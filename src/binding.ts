@@ -42,8 +42,9 @@ export interface NativeAcceptor {
 }
 
 export interface NativeInbox {
-  close(): void;
-  counters(): { wakeups: number; emptyWakeups: number; rejected: number; acceptErrors: number };
+  /** Stop reading; closeListener: also take a listener's queue and close its fd. */
+  close(closeListener?: boolean): void;
+  counters(): { wakeups: number; emptyWakeups: number; rejected: number; acceptErrors: number; fdRoomStalls: number };
 }
 
 export type InboxCallback = (handoffs: number[] | null, consumed: number) => void;
@@ -71,7 +72,9 @@ export interface Addon {
     stallMs: number,
     onError: (err: Error) => void,
   ) => NativeAcceptor;
-  Inbox: new (fd: number, kind: 'channel' | 'listener', cb: InboxCallback) => NativeInbox;
+  /** board: this worker's scoreboard (the inbox publishes rejected records and fd stalls);
+   *  listenerIndex: what a listener inbox reports as each connection's listener. */
+  Inbox: new (fd: number, kind: 'channel' | 'listener', cb: InboxCallback, board?: ArrayBuffer, listenerIndex?: number) => NativeInbox;
 }
 
 let addon: Addon | undefined;

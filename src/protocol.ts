@@ -20,12 +20,22 @@ export type WorkerSource =
   | { kind: 'listener'; fd: number }
   | { kind: 'reuseport'; ip: string; port: number; backlog: number };
 
+/** What a worker is told about each of the primary's listeners (by index). */
+export interface ListenerInfo {
+  family: 'IPv4' | 'IPv6' | 'unix' | 'other';
+  address?: string;
+  port?: number;
+  path?: string;
+}
+
 export interface WorkerConfig {
   id: number;
   app: string;
   mode: Mode;
   parentPid: number;
   sources: WorkerSource[];
+  /** The primary's listeners, by the index that travels with each hand-off. */
+  listeners: ListenerInfo[];
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
 }
 

@@ -14,6 +14,8 @@ export const Score = {
   rejected: 7,
   utilization: 8,
   rssKb: 9,
+  maxConnections: 10,
+  fdRoomStalls: 11,
 } as const;
 
 export function readScore(board: Int32Array, field: keyof typeof Score): number {

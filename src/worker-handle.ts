@@ -71,6 +71,7 @@ export class WorkerHandle extends EventEmitter {
       mode: opts.mode,
       parentPid: process.pid,
       sources,
+      listeners: listeners.map(({ info }) => ({ family: info.family, address: info.address, port: info.port, path: info.path })),
       serverTimeouts: opts.serverTimeouts,
     };
     this.child = spawn(process.execPath, [...opts.execArgv, WORKER_MAIN], {

@@ -11,6 +11,7 @@ import { loadAddon, type NativeInbox } from '../binding';
 import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type WorkerConfig, type WorkerMessage } from '../protocol';
 import { Score } from '../scoreboard';
 import { Intake } from './intake';
+import { attachListenHandle, ListenHandleError } from './listen-handle';
 import { loadApp, AppLoadError } from './load-app';
 import { state } from './state';
 
@@ -39,7 +40,8 @@ addon.watchParent(config.parentPid, ORPHAN_DEADLINE_MS + 50);
 
 addon.raiseFdLimit();
 state.id = config.id;
-const board = new Int32Array(addon.mapScoreboard(SCOREBOARD_FD));
+const boardBuffer = addon.mapScoreboard(SCOREBOARD_FD);
+const board = new Int32Array(boardBuffer);
 const heartbeat = () => Atomics.store(board, Score.heartbeat, addon.monotonicMillis() | 0);
 heartbeat();
 setInterval(heartbeat, HEARTBEAT_MS).unref();
@@ -63,16 +65,16 @@ const inboxes: NativeInbox[] = [];
 let intake: Intake | undefined;
 
 function openInboxes(server: net.Server): void {
-  intake = new Intake(server, board);
+  intake = new Intake(server, board, config!.listeners);
   const take = (list: number[] | null, consumed: number) => {
     if (list === null) drain(ORPHAN_DEADLINE_MS); // the channel hung up: the primary is gone
     else intake!.take(list, consumed);
   };
   for (const source of config!.sources) {
-    if (source.kind === 'channel') inboxes.push(new addon.Inbox(source.fd, 'channel', take));
+    if (source.kind === 'channel') inboxes.push(new addon.Inbox(source.fd, 'channel', take, boardBuffer));
     else {
       const fd = source.kind === 'listener' ? source.fd : addon.listenTcp(source.ip, source.port, source.backlog, true, true);
-      inboxes.push(new addon.Inbox(fd, 'listener', take));
+      inboxes.push(new addon.Inbox(fd, 'listener', take, boardBuffer, inboxes.length));
     }
   }
   // Herd statistics live in the native inboxes; publish them with the heartbeat.
@@ -91,16 +93,12 @@ function openInboxes(server: net.Server): void {
   }
 }
 
-/** http(s) servers only enforce headersTimeout/requestTimeout and can only close idle
- *  keep-alive connections once their connection tracking runs, which Node starts on
- *  'listening'. Our servers never listen, so start it directly. */
-function startConnectionTracking(server: net.Server): void {
-  // Node checks headersTimeout/requestTimeout every 30 s by default, which lets a slowloris
-  // hold a connection for half a minute past its deadline; check every second instead.
+/** Node checks headersTimeout/requestTimeout every 30 s by default, which lets a slowloris
+ *  hold a connection for half a minute past its deadline; check every second instead. The
+ *  check itself starts when the server 'listens' (attachListenHandle). */
+function tightenConnectionChecks(server: net.Server): void {
   const s = server as net.Server & { connectionsCheckingInterval?: number };
   if (s.connectionsCheckingInterval === 30_000) s.connectionsCheckingInterval = CONNECTION_CHECK_MS;
-  const setup = server.listeners('listening').find((fn) => fn.name === 'setupConnectionsTracking');
-  if (setup) setup.call(server);
 }
 
 function applyTimeouts(server: net.Server): void {
@@ -116,7 +114,9 @@ function drain(deadlineMs?: number): void {
   if (draining) return;
   draining = true;
   send({ herdless: 'draining' });
-  for (const inbox of inboxes) inbox.close();
+  // A listener of our own (reuseport) or a copy of the shared one (herd) is closed now, so
+  // that the kernel queues no more connections on it for us.
+  for (const inbox of inboxes) inbox.close(true);
   if (deadlineMs !== undefined) setTimeout(() => process.exit(0), deadlineMs).unref();
   if (!intake) process.exit(0);
   intake.draining = true;
@@ -151,7 +151,17 @@ async function main(): Promise<void> {
     return;
   }
   applyTimeouts(server);
-  startConnectionTracking(server);
+  tightenConnectionChecks(server);
+  try {
+    // server.close() from the app means what it means in Node: take no more connections.
+    attachListenHandle(server, config!.listeners[0], () => drain());
+  } catch (err) {
+    if (!(err instanceof ListenHandleError)) throw err;
+    const exit = () => process.exit(EXIT_APP_LOAD);
+    if (process.connected) process.send!({ herdless: 'load-error', message: `ERR_HERDLESS_UNSUPPORTED: ${err.message}` } satisfies WorkerMessage, exit);
+    else exit();
+    return;
+  }
   server.on('session', (session) => {
     http2Sessions.add(session);
     session.once('close', () => http2Sessions.delete(session));

@@ -1,0 +1,50 @@
+// Whether this process can take more fds, so that a worker reads its hand-off channel only
+// while the connections in the next record can be installed. Past RLIMIT_NOFILE the kernel
+// does not fail recvmsg: it drops the fds it cannot install (MSG_CTRUNC), and with them the
+// connections. Counting /proc/self/fd costs a few syscalls, so it is done only when our own
+// estimate (the last count plus every fd received since) comes near the limit; far from it,
+// the check is free.
+#pragma once
+#include <dirent.h>
+#include <sys/resource.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace herdless {
+
+class FdRoom {
+ public:
+  // Room for `need` more fds, with a reserve for what the app and libuv open meanwhile.
+  bool Enough(size_t need) {
+    if (counted_ + since_count_ + need + kReserve <= limit_) return true;
+    Recount();
+    return counted_ + need + kReserve <= limit_;
+  }
+  void Took(size_t n) { since_count_ += n; }
+
+  static constexpr size_t kReserve = 16;
+
+ private:
+  void Recount() {
+    rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0) limit_ = lim.rlim_cur == RLIM_INFINITY ? SIZE_MAX / 2 : lim.rlim_cur;
+    since_count_ = 0;
+    DIR* dir = opendir("/proc/self/fd");
+    if (dir == nullptr) {
+      counted_ = 0;  // no /proc: fall back to trusting the limit alone
+      return;
+    }
+    size_t n = 0;
+    while (dirent* e = readdir(dir))
+      if (e->d_name[0] != '.') n++;
+    closedir(dir);
+    counted_ = n > 0 ? n - 1 : 0;  // the directory's own fd
+  }
+
+  size_t limit_ = 0;  // 0 forces a count on first use
+  size_t counted_ = 0;
+  size_t since_count_ = 0;
+};
+
+}  // namespace herdless

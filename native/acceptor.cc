@@ -1,6 +1,7 @@
 #include "acceptor.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -375,6 +376,8 @@ void Acceptor::DrainWake() {
 }
 
 void Acceptor::Run() {
+  // Named, so that top -H, perf and /proc/<pid>/task/*/comm can tell it apart.
+  pthread_setname_np(pthread_self(), "herdless-accept");
   epoll_event events[kMaxEvents];
   Pause pause = Pause::kNone;
   for (;;) {

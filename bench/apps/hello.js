@@ -4,6 +4,8 @@
 //   /        40-byte body
 //   /big     10,000-byte body
 //   /block?ms=200   holds the event loop for ms, then answers (scenario "stalled")
+//   /chunks  300 bytes in three writes on three ticks, as a streaming or templating app flushes
+//            early (scenario "streamed"; with Nagle on, each response waits ~40 ms for an ACK)
 const { countRequest } = require('./counters');
 const bodies = require('./bodies');
 
@@ -18,6 +20,15 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 module.exports = function hello(req, res) {
   countRequest(req);
   const url = req.url;
+  if (url === '/chunks') {
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': 300 });
+    res.write(bodies.chunk);
+    setImmediate(() => {
+      res.write(bodies.chunk);
+      setImmediate(() => res.end(bodies.chunk));
+    });
+    return;
+  }
   if (url.startsWith('/block')) {
     const ms = Number(new URL(url, 'http://x').searchParams.get('ms')) || 200;
     if (url.includes('spin=1')) {

@@ -69,6 +69,19 @@ function sample(pid) {
   return { pid, cpu: (Number(f[11]) + Number(f[12])) / CLK_TCK, voluntary, involuntary, rss: rssKb * 1024 };
 }
 
+/** Context switches of the threads of `pid` named `name` (e.g. herdless's accept thread). */
+function threadSwitches(pid, name) {
+  let voluntary = 0;
+  let involuntary = 0;
+  for (const tid of tids(pid)) {
+    if ((read(`/proc/${pid}/task/${tid}/comm`) || '').trim() !== name) continue;
+    const s = read(`/proc/${pid}/task/${tid}/status`);
+    voluntary += statusField(s, 'voluntary_ctxt_switches');
+    involuntary += statusField(s, 'nonvoluntary_ctxt_switches');
+  }
+  return { voluntary, involuntary };
+}
+
 /** Counters for the root (the primary) and each descendant (the workers). */
 function snapshot(root) {
   const [primary, ...rest] = tree(root).map(sample).filter(Boolean);
@@ -97,4 +110,4 @@ function treeRss(root) {
   return tree(root).reduce((t, pid) => t + (sample(pid)?.rss || 0), 0);
 }
 
-module.exports = { tree, children, sample, snapshot, delta, treeRss, CLK_TCK };
+module.exports = { tree, children, sample, snapshot, delta, treeRss, threadSwitches, CLK_TCK };

@@ -8,4 +8,7 @@ module.exports = [
   require('./stalled'),
   require('./ceiling'),
   require('./burst-memory'),
+  require('./streamed'),
+  require('./storm'),
+  require('./hop-cost'),
 ];

@@ -9,7 +9,9 @@
 
 #include <cerrno>
 #include <climits>
+#include <ctime>
 
+#include "coalesce.h"
 #include "errors.h"
 
 namespace herdless {
@@ -265,6 +267,15 @@ int Acceptor::PickWorker(uint32_t now, const std::vector<bool>& skip) {
   return best;
 }
 
+bool Acceptor::AnyWorkerIdle() {
+  for (const Worker& w : workers_) {
+    if (w.paused) continue;
+    uint32_t pending = w.sent - static_cast<uint32_t>(w.board->Load(kReceived));
+    if (pending == 0 && w.board->Load(kInFlight) <= 0) return true;
+  }
+  return false;
+}
+
 bool Acceptor::HasRoom(uint32_t now) {  // used while paused, to decide when to resume
   std::vector<bool> skip(workers_.size(), false);
   return PickWorker(now, skip) >= 0;
@@ -380,7 +391,14 @@ void Acceptor::Run() {
   pthread_setname_np(pthread_self(), "herdless-accept");
   epoll_event events[kMaxEvents];
   Pause pause = Pause::kNone;
+  Coalescer coalescer;
+  uint32_t delay_us = 0;
   for (;;) {
+    if (delay_us > 0 && pause == Pause::kNone) {
+      timespec ts{0, static_cast<long>(delay_us) * 1000};
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+      }
+    }
     if (pause != Pause::kNone) {
       // Paused: wait without the listeners, for a wake-up (new worker, stop) or a timeout
       // after which we look at the scoreboard again. Never a busy loop.
@@ -404,6 +422,7 @@ void Acceptor::Run() {
     }
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;
+    uint64_t accepted_before = accepted_.load(std::memory_order_relaxed);
     for (int i = 0; i < n && pause == Pause::kNone; i++) {
       if (events[i].data.u64 == kWakeTag) {
         DrainWake();
@@ -416,6 +435,10 @@ void Acceptor::Run() {
     if (pause == Pause::kNone && !FlushWaiting()) pause = Pause::kBackpressure;
     if (pause == Pause::kBackpressure) backpressure_pauses_.fetch_add(1, std::memory_order_relaxed);
     if (pause == Pause::kFds) fd_pauses_.fetch_add(1, std::memory_order_relaxed);
+    delay_us = coalescer.After(accepted_.load(std::memory_order_relaxed) - accepted_before);
+    // Waiting only pays while every worker has work: an idle worker should get the next
+    // connection the moment it arrives.
+    if (delay_us > 0 && AnyWorkerIdle()) delay_us = 0;
   }
 }
 

@@ -57,6 +57,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   bool FlushWaiting();                   // false: some connections still wait
   int PickWorker(uint32_t now, const std::vector<bool>& skip);
   bool HasRoom(uint32_t now);
+  bool AnyWorkerIdle();  // nothing waiting for it, no request in flight
   void Wake();
   void StopThread();
   void CloseFds();

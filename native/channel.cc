@@ -84,6 +84,28 @@ int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t
   return 0;
 }
 
+int PeekHandoffCount(int channel, uint32_t* count) {
+  Payload payload{0, 0};
+  iovec iov{&payload, sizeof(payload)};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  for (;;) {
+    ssize_t n = recvmsg(channel, &msg, MSG_DONTWAIT | MSG_PEEK);
+    if (n >= 0) {
+      *count = n == sizeof(payload) && payload.count <= kMaxBatch ? payload.count : kMaxBatch;
+      if (n == 0) *count = 0;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      *count = 0;
+      return 0;
+    }
+    return errno;
+  }
+}
+
 namespace {
 
 // socketpair() -> [primaryEnd, workerEnd], both non-blocking and close-on-exec; the

@@ -35,6 +35,11 @@ int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener);
 // arrive CLOEXEC. A record that is not well formed is closed and counted in *malformed.
 int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed);
 
+// How many connections the next record announces, without taking it (MSG_PEEK with no room
+// for control data: the fds stay with the record). Returns 0 and sets *count (0 if the
+// channel is empty), or an errno value.
+int PeekHandoffCount(int channel, uint32_t* count);
+
 void InitChannel(Napi::Env env, Napi::Object exports);
 
 }  // namespace herdless

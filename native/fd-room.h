@@ -16,10 +16,13 @@ namespace herdless {
 class FdRoom {
  public:
   // Room for `need` more fds, with a reserve for what the app and libuv open meanwhile.
-  bool Enough(size_t need) {
-    if (counted_ + since_count_ + need + kReserve <= limit_) return true;
+  bool Enough(size_t need) { return Free() >= need; }
+  // Whether the cheap estimate already says there is room for `need` (no syscall).
+  bool SurelyEnough(size_t need) const { return counted_ + since_count_ + need + kReserve <= limit_; }
+  // Fds that can still be taken, counted now.
+  size_t Free() {
     Recount();
-    return counted_ + need + kReserve <= limit_;
+    return counted_ + kReserve >= limit_ ? 0 : limit_ - counted_ - kReserve;
   }
   void Took(size_t n) { since_count_ += n; }
 

@@ -157,11 +157,15 @@ void Inbox::Publish(ScoreField field, double value) {
 size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
   uint32_t announced = 0, malformed = 0;
   for (size_t i = 0; i < kReadBatch; i++) {
-    if (!room_.Enough(kMaxBatch)) {
-      fd_room_stalls_++;
-      Publish(kFdRoomStalls, fd_room_stalls_);
-      PauseFor(kFdRoomRetryMs);
-      break;
+    if (!room_.SurelyEnough(kMaxBatch)) {
+      // Near the limit: count what is free and look at how many fds the next record holds.
+      uint32_t next = 0;
+      if (PeekHandoffCount(fd_, &next) == 0 && next > 0 && !room_.Enough(next)) {
+        fd_room_stalls_++;
+        Publish(kFdRoomStalls, fd_room_stalls_);
+        PauseFor(kFdRoomRetryMs);
+        break;
+      }
     }
     size_t before = out->size();
     uint32_t records = announced + malformed;

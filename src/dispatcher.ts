@@ -26,7 +26,10 @@ export interface WorkerStats {
   connectionsOpen: number;
   requestsInFlight: number;
   requestsServed: number;
+  /** Hand-off records that were malformed or lost fds to the kernel (MSG_CTRUNC). */
   rejectedFds: number;
+  /** Times the worker left connections in its channel because it was near its fd limit. */
+  fdRoomStalls: number;
   /** herd/reuseport: times the worker woke to accept, and how often it found nothing. */
   acceptWakeups: number;
   emptyWakeups: number;
@@ -156,6 +159,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       requestsInFlight: readScore(w.board, 'inFlight'),
       requestsServed: readScore(w.board, 'requests'),
       rejectedFds: readScore(w.board, 'rejected'),
+      fdRoomStalls: readScore(w.board, 'fdRoomStalls'),
       acceptWakeups: readScore(w.board, 'wakeups'),
       emptyWakeups: readScore(w.board, 'emptyWakeups'),
     }));

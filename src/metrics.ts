@@ -43,6 +43,8 @@ const PER_WORKER: [string, string, 'counter' | 'gauge', (w: WorkerStats) => numb
   ['herdless_worker_connections_received_total', 'Connections a worker has received.', 'counter', (w) => w.connectionsReceived],
   ['herdless_worker_requests_in_flight', 'Requests a worker is serving.', 'gauge', (w) => w.requestsInFlight],
   ['herdless_worker_requests_total', 'Requests a worker has served.', 'counter', (w) => w.requestsServed],
+  ['herdless_worker_rejected_fds_total', 'Hand-off records a worker could not take whole (malformed, or fds dropped at its fd limit).', 'counter', (w) => w.rejectedFds],
+  ['herdless_worker_fd_room_stalls_total', 'Times a worker stopped reading its channel near its fd limit.', 'counter', (w) => w.fdRoomStalls],
 ];
 
 /** The kernel's page size, from the auxiliary vector (AT_PAGESZ); statm counts pages. */

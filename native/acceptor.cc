@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <string>
 
 #include "errors.h"
 
@@ -135,8 +136,8 @@ Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   Worker w;
   w.id = info[0].As<Napi::Number>().Int32Value();
   w.channel = info[1].As<Napi::Number>().Int32Value();
-  w.board = MapScoreboard(info[2].As<Napi::Number>().Int32Value());
-  if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard");
+  w.board = MapScoreboardReadOnly(info[2].As<Napi::Number>().Int32Value());
+  if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard of worker " + std::to_string(w.id));
   // The worker may already have taken connections from a previous life of the channel
   // (re-dispatch reads them back), so start from what the board says it received.
   w.sent = static_cast<uint32_t>(w.board->Load(kReceived));

@@ -61,6 +61,8 @@ export interface Addon {
   createScoreboard(): { fd: number; buffer: ArrayBuffer };
   mapScoreboard(fd: number): ArrayBuffer;
   monotonicMillis(): number;
+  /** False where the runtime refuses ArrayBuffers over foreign memory (V8 sandbox). */
+  externalBuffersAllowed(): boolean;
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
   /** Exit `graceMs` after the parent is gone, even if JS is blocked. */

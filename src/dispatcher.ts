@@ -57,6 +57,16 @@ export interface DispatcherEvents {
   error: [Error];
 }
 
+/** The scoreboard is memory shared with each worker, seen through an external ArrayBuffer. */
+function assertRuntime(addon: Addon): void {
+  if (addon.externalBuffersAllowed()) return;
+  throw new HerdlessError(
+    'ERR_HERDLESS_UNSUPPORTED_PLATFORM',
+    'this Node.js runtime refuses external ArrayBuffers (a V8 sandbox build, as in Electron): herdless shares ' +
+      "each worker's load figures through a shared-memory page exposed that way. Run it on a Node.js build without the V8 sandbox.",
+  );
+}
+
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private closing: Promise<void> | undefined;
   private metrics: MetricsServer | undefined;
@@ -81,6 +91,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   static async start(options: DispatcherOptions): Promise<Dispatcher> {
     const opts = normalizeOptions(options);
     const addon = loadAddon();
+    assertRuntime(addon);
     const listeners = await openListeners(addon, opts.listen, opts.mode);
     let acceptor: NativeAcceptor | undefined;
     let pool: Pool | undefined;

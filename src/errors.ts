@@ -4,7 +4,7 @@
  */
 export const ErrorCodes = {
   ERR_HERDLESS_INVALID_OPTION: 'An option is missing, of the wrong type or out of range.',
-  ERR_HERDLESS_UNSUPPORTED_PLATFORM: 'herdless needs Linux (epoll, accept4, SCM_RIGHTS, memfd).',
+  ERR_HERDLESS_UNSUPPORTED_PLATFORM: 'herdless needs Linux (epoll, accept4, SCM_RIGHTS, memfd) and a Node.js that allows external ArrayBuffers (no V8 sandbox).',
   ERR_HERDLESS_APP_LOAD: 'The app module threw while loading, or exports nothing herdless can serve.',
   ERR_HERDLESS_WORKER_START: 'A worker process exited or failed before it was ready.',
   ERR_HERDLESS_CRASH_LOOP: 'Workers keep crashing soon after start; respawning stopped.',

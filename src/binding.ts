@@ -24,6 +24,8 @@ export interface AcceptorStats {
   backpressurePausedMs: number;
   fdPauses: number;
   fdPausedMs: number;
+  /** Closed without a hand-off: stopped with no worker that had room. */
+  dropped: number;
   acceptErrors: Record<string, number>;
   waiting: number;
   pendingByWorker: Record<string, number>;
@@ -36,7 +38,8 @@ export interface NativeAcceptor {
   addWorker(id: number, channelFd: number, scoreboardFd: number): void;
   removeWorker(id: number): boolean;
   pauseWorker(id: number, paused: boolean): void;
-  dispatch(handoffs: number[]): void;
+  /** Queues re-dispatched connections; with the thread gone, delivers or closes each now (returns how many were closed). */
+  dispatch(handoffs: number[]): number;
   setMaxConnections(max: number): void;
   stats(): AcceptorStats;
 }

@@ -9,7 +9,7 @@ export const ErrorCodes = {
   ERR_HERDLESS_WORKER_START: 'A worker process exited or failed before it was ready.',
   ERR_HERDLESS_CRASH_LOOP: 'Workers keep crashing soon after start; respawning stopped.',
   ERR_HERDLESS_CLOSED: 'The dispatcher is closed or closing.',
-  ERR_HERDLESS_ACCEPT: 'The accept thread hit an unrecoverable error.',
+  ERR_HERDLESS_ACCEPT: 'A listener can no longer accept (shut down or closed by someone else), or the accept thread stopped.',
 } as const;
 
 export type HerdlessErrorCode = keyof typeof ErrorCodes;

@@ -15,6 +15,15 @@ export interface SocketInfo {
   path?: string;
 }
 
+/** What an fd is (native inspectFd): `kind` from fstat; for sockets, names as in <sys/socket.h>. */
+export interface FdKind {
+  kind: 'socket' | 'regular file' | 'directory' | 'pipe' | 'character device' | 'block device' | 'other';
+  domain?: string;
+  type?: string;
+  protocol?: number;
+  listening?: boolean;
+}
+
 export interface AcceptorStats {
   accepted: number;
   handedOff: number;
@@ -56,6 +65,7 @@ export interface Addon {
   listenTcp(ip: string, port: number, backlog: number, reusePort: boolean, listen: boolean): number;
   listenUnix(path: string, backlog: number, mode: number): number;
   socketInfo(fd: number): SocketInfo;
+  inspectFd(fd: number): FdKind;
   /** Duplicates an inherited listener as a close-on-exec, non-blocking fd of our own. */
   adoptFd(fd: number): number;
   closeFd(fd: number): void;

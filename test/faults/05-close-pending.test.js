@@ -5,8 +5,10 @@
 // hung until the garbage collector closed the acceptor, or forever while the application
 // kept its closed dispatcher. Each is now served (handed to a worker with room) or closed.
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const net = require('node:net');
 const { Dispatcher } = require('../..');
+const { loadAddon } = require('../../lib/binding');
 const { waitFor, collectGarbage, fdCount, fdSnapshot, newFds, assertNoChildren } = require('../helpers');
 
 const app = require.resolve('../fixtures/pid.js');
@@ -69,5 +71,37 @@ describe('fault 5: connections read back from a worker after close() stopped the
     await waitFor(() => fdCount() <= before, 2000).catch(() => {
       throw new Error(`the primary holds ${fdCount() - before} more fds than before start(): ${newFds(snapshot).join(', ')}`);
     });
+  });
+
+  it('dispatch() with the thread gone hands each connection to a worker with room now, or closes it now', () => {
+    const addon = loadAddon();
+    const acceptor = new addon.Acceptor([], 0, 100, () => {});
+    acceptor.start();
+    assert.equal(acceptor.stop(), 0);
+    const board = addon.createScoreboard();
+    const [primaryEnd, workerEnd] = addon.socketpair();
+    const open = [board.fd, primaryEnd, workerEnd];
+    try {
+      // No worker: closed at once (a connection stands in for itself: one end of a socketpair).
+      const [lost, lostPeer] = addon.socketpair();
+      open.push(lostPeer);
+      assert.equal(acceptor.dispatch([lost, 0]), 1);
+      assert.throws(() => fs.fstatSync(lost), { code: 'EBADF' });
+      // A worker with room: in its channel at once, the same socket.
+      acceptor.addWorker(1, primaryEnd, board.fd);
+      const [kept, keptPeer] = addon.socketpair();
+      open.push(keptPeer);
+      const socket = fs.readlinkSync(`/proc/self/fd/${kept}`);
+      assert.equal(acceptor.dispatch([kept, 0]), 0);
+      const [received, listener] = addon.drainChannel(workerEnd);
+      open.push(received);
+      assert.equal(fs.readlinkSync(`/proc/self/fd/${received}`), socket);
+      assert.equal(listener, 0);
+      const stats = acceptor.stats();
+      assert.deepEqual([stats.redispatched, stats.handedOff, stats.dropped, stats.waiting], [2, 1, 1, 0]);
+      assert.equal(acceptor.removeWorker(1), true);
+    } finally {
+      for (const fd of open) addon.closeFd(fd);
+    }
   });
 });

@@ -32,7 +32,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   struct Worker {
     int id;
     int channel;        // primary's end of the socketpair (not owned: JS closes it)
-    Scoreboard* board;  // our own mapping, unmapped on removal
+    const Scoreboard* board;  // our own read-only mapping, unmapped on removal
     uint32_t sent = 0;  // connections sent, compared with board->received
     bool paused = false;
     bool full = false;  // last send hit EAGAIN; retried after a short pause

@@ -30,7 +30,7 @@ Scoreboard* Map(int fd, int prot) {
 
 Scoreboard* MapScoreboard(int fd) { return Map(fd, PROT_READ | PROT_WRITE); }
 
-Scoreboard* MapScoreboardReadOnly(int fd) {
+const Scoreboard* MapScoreboardReadOnly(int fd) {
   // Only a sealed page of the right size is safe to read from the accept thread.
   int seals = fcntl(fd, F_GET_SEALS);
   if (seals < 0) return nullptr;
@@ -42,8 +42,8 @@ Scoreboard* MapScoreboardReadOnly(int fd) {
   return Map(fd, PROT_READ);
 }
 
-void UnmapScoreboard(Scoreboard* board) {
-  if (board != nullptr) munmap(board, kScoreboardBytes);
+void UnmapScoreboard(const Scoreboard* board) {
+  if (board != nullptr) munmap(const_cast<Scoreboard*>(board), kScoreboardBytes);
 }
 
 uint32_t MonotonicMillis() {
@@ -55,9 +55,11 @@ uint32_t MonotonicMillis() {
 namespace {
 
 // The ArrayBuffer owns the mapping from here on; if it cannot be made, the mapping goes now.
-Napi::ArrayBuffer Expose(Napi::Env env, Scoreboard* board) {
+Napi::ArrayBuffer Expose(Napi::Env env, const Scoreboard* board) {
   try {
-    return Napi::ArrayBuffer::New(env, board, kScoreboardBytes,
+    // The primary's view is read-only whatever the pointer type says (JS there only loads);
+    // a worker's is its own, writable one.
+    return Napi::ArrayBuffer::New(env, const_cast<Scoreboard*>(board), kScoreboardBytes,
                                   [](Napi::Env, void* data) { UnmapScoreboard(static_cast<Scoreboard*>(data)); });
   } catch (...) {
     UnmapScoreboard(board);
@@ -74,7 +76,7 @@ Napi::Value CreateScoreboard(const Napi::CallbackInfo& info) {
   if (!fd.Valid()) throw ErrnoError(env, errno, "memfd_create");
   if (ftruncate(fd.Get(), kScoreboardBytes) != 0) throw ErrnoError(env, errno, "ftruncate");
   if (fcntl(fd.Get(), F_ADD_SEALS, kSeals) != 0) throw ErrnoError(env, errno, "fcntl", "F_ADD_SEALS");
-  Scoreboard* board = MapScoreboardReadOnly(fd.Get());
+  const Scoreboard* board = MapScoreboardReadOnly(fd.Get());
   if (board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard");
   Napi::Object out = Napi::Object::New(env);
   out.Set("buffer", Expose(env, board));

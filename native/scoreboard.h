@@ -41,8 +41,9 @@ static_assert(std::atomic<int32_t>::is_always_lock_free, "scoreboard atomics mus
 Scoreboard* MapScoreboard(int fd);
 // The primary's view: read-only, and only of a page sealed against shrinking and growing
 // (EPERM otherwise), so that nothing a worker does to the memfd can fault the reader.
-Scoreboard* MapScoreboardReadOnly(int fd);
-void UnmapScoreboard(Scoreboard* board);
+// const: a store through it would fault (PROT_READ), so it does not compile.
+const Scoreboard* MapScoreboardReadOnly(int fd);
+void UnmapScoreboard(const Scoreboard* board);
 
 uint32_t MonotonicMillis();
 

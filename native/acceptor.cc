@@ -10,9 +10,11 @@
 #include <cerrno>
 #include <climits>
 #include <ctime>
+#include <string>
 
 #include "coalesce.h"
 #include "errors.h"
+#include "fd.h"
 
 namespace herdless {
 namespace {
@@ -21,10 +23,19 @@ constexpr int kMaxEvents = 16;
 constexpr int kAcceptBatch = 64;          // per listener per wake-up, so listeners share fairly
 constexpr int kBackpressureRetryMs = 2;   // workers free room without telling us: look again soon
 constexpr int kFdExhaustedRetryMs = 100;  // EMFILE/ENFILE: give the process time to close fds
+constexpr int kErrorRetryMs = 100;        // a whole batch of failed accepts: something is wrong, slow down
 constexpr uint64_t kWakeTag = UINT64_MAX;
 constexpr uint32_t kHeartbeatSlackMs = 40;  // workers beat every 25 ms
 
 bool IsFdExhaustion(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
+
+// accept() errors that say the listener itself is unusable (shut down by whoever else holds
+// it, closed under us), not that one client went away: retrying can only spin.
+bool IsDeadListener(int err) { return err == EINVAL || err == EBADF || err == ENOTSOCK || err == EFAULT; }
+
+// A listener that reports these has been shut down: a listening TCP socket never hangs up,
+// and a shut-down unix listener reads as readable forever while accept() says EAGAIN.
+constexpr uint32_t kHangup = EPOLLERR | EPOLLHUP | EPOLLRDHUP;
 
 }  // namespace
 
@@ -51,30 +62,32 @@ Acceptor::Acceptor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Acceptor>(
   max_connections_ = info[1].As<Napi::Number>().Int32Value();
   stall_ms_ = info[2].As<Napi::Number>().Uint32Value();
 
-  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd_ < 0) throw ErrnoError(env, errno, "epoll_create1");
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) {
-    int err = errno;
-    ::close(epoll_fd_);
-    epoll_fd_ = -1;
-    throw ErrnoError(env, err, "eventfd");
-  }
+  dead_.assign(listeners_.size(), false);
+
+  // A constructor that throws never runs the destructor: every fd is held here until the
+  // last step that can fail is behind us.
+  UniqueFd epoll_fd(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_fd.Valid()) throw ErrnoError(env, errno, "epoll_create1");
+  UniqueFd wake_fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake_fd.Valid()) throw ErrnoError(env, errno, "eventfd");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kWakeTag;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) throw ErrnoError(env, errno, "epoll_ctl");
+  if (epoll_ctl(epoll_fd.Get(), EPOLL_CTL_ADD, wake_fd.Get(), &ev) != 0) throw ErrnoError(env, errno, "epoll_ctl");
   // Level-triggered: a listener left with a backlog (we paused) wakes us again later.
   for (size_t i = 0; i < listeners_.size(); i++) {
-    ev.events = EPOLLIN;
+    ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = i;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listeners_[i], &ev) != 0) throw ErrnoError(env, errno, "epoll_ctl");
+    if (epoll_ctl(epoll_fd.Get(), EPOLL_CTL_ADD, listeners_[i], &ev) != 0)
+      throw ErrnoError(env, errno, "epoll_ctl", "listener fd " + std::to_string(listeners_[i]));
   }
   if (info[3].IsFunction()) {
     on_error_ = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "herdless.Acceptor", 0, 1);
     on_error_.Unref(env);  // an idle acceptor must not keep the process alive
     has_on_error_ = true;
   }
+  epoll_fd_ = epoll_fd.Release();
+  wake_fd_ = wake_fd.Release();
 }
 
 Acceptor::~Acceptor() {
@@ -92,7 +105,13 @@ void Acceptor::CloseFds() {
 
 Napi::Value Acceptor::Start(const Napi::CallbackInfo& info) {
   if (epoll_fd_ < 0) throw Napi::Error::New(info.Env(), "the acceptor was stopped and cannot start again");
-  if (!thread_.joinable()) thread_ = std::thread(&Acceptor::Run, this);
+  if (!thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      running_ = true;
+    }
+    thread_ = std::thread(&Acceptor::Run, this);
+  }
   return info.Env().Undefined();
 }
 
@@ -106,6 +125,7 @@ Napi::Value Acceptor::Stop(const Napi::CallbackInfo& info) {
   uint32_t dropped = static_cast<uint32_t>(waiting_.size());
   for (const Handoff& h : waiting_) ::close(h.fd);
   waiting_.clear();
+  dropped_.fetch_add(dropped, std::memory_order_relaxed);
   if (has_on_error_) {
     on_error_.Release();
     has_on_error_ = false;
@@ -138,8 +158,8 @@ Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   Worker w;
   w.id = info[0].As<Napi::Number>().Int32Value();
   w.channel = info[1].As<Napi::Number>().Int32Value();
-  w.board = MapScoreboard(info[2].As<Napi::Number>().Int32Value());
-  if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard");
+  w.board = MapScoreboardReadOnly(info[2].As<Napi::Number>().Int32Value());
+  if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard of worker " + std::to_string(w.id));
   // The worker may already have taken connections from a previous life of the channel
   // (re-dispatch reads them back), so start from what the board says it received.
   w.sent = static_cast<uint32_t>(w.board->Load(kReceived));
@@ -181,16 +201,25 @@ Napi::Value Acceptor::PauseWorker(const Napi::CallbackInfo& info) {
 // They go ahead of new ones; the acceptor owns (and eventually closes) them.
 Napi::Value Acceptor::Dispatch(const Napi::CallbackInfo& info) {
   Napi::Array list = info[0].As<Napi::Array>();
+  uint32_t closed = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (!running_)
+      for (Worker& w : workers_) w.full = false;  // nobody else will retry a full channel
     for (uint32_t i = 0; i + 1 < list.Length(); i += 2) {
       Handoff h{list.Get(i).As<Napi::Number>().Int32Value(), list.Get(i + 1).As<Napi::Number>().Uint32Value()};
-      waiting_.push_back(h);
       redispatched_.fetch_add(1, std::memory_order_relaxed);
+      if (running_) {
+        waiting_.push_back(h);
+      } else if (!Deliver(h)) {
+        ::close(h.fd);
+        closed++;
+      }
     }
+    dropped_.fetch_add(closed, std::memory_order_relaxed);
   }
   Wake();
-  return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), closed);
 }
 
 Napi::Value Acceptor::SetMaxConnections(const Napi::CallbackInfo& info) {
@@ -216,6 +245,7 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
   out.Set("backpressurePausedMs", num(backpressure_ms_));
   out.Set("fdPauses", num(fd_pauses_));
   out.Set("fdPausedMs", num(fd_pause_ms_));
+  out.Set("dropped", num(dropped_));
   Napi::Object errors = Napi::Object::New(env);
   for (int e = 0; e < 256; e++) {
     uint64_t n = accept_errors_[e].load(std::memory_order_relaxed);
@@ -346,6 +376,7 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
   std::vector<bool> skip(workers_.size(), false);
   uint32_t now = MonotonicMillis();
   Pause result = Pause::kNone;
+  int failures = 0;
   for (int i = 0; i < kAcceptBatch; i++) {
     int chosen = PickWorker(now, skip);
     if (chosen < 0) {
@@ -355,7 +386,10 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
     int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       int err = errno;
-      if (err == EAGAIN || err == EWOULDBLOCK) break;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        drained_ = true;
+        break;
+      }
       if (err == EINTR) continue;
       accept_errors_[err & 255].fetch_add(1, std::memory_order_relaxed);
       // Level-triggered epoll would report the listener again at once: sleep instead of
@@ -364,7 +398,14 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
         result = Pause::kFds;
         break;
       }
-      continue;  // ECONNABORTED, EPROTO, ...: that client is gone, the next may not be
+      if (IsDeadListener(err)) {
+        ListenerFailed(index, err, "accept4");
+        break;
+      }
+      // ECONNABORTED, EPROTO, ...: that client is gone, the next may not be. A whole batch
+      // of nothing else is not bad luck: slow down rather than spin on it.
+      if (++failures == kAcceptBatch) result = Pause::kErrors;
+      continue;
     }
     accepted_.fetch_add(1, std::memory_order_relaxed);
     size_t w = static_cast<size_t>(chosen);
@@ -389,6 +430,30 @@ void Acceptor::DrainWake() {
 void Acceptor::Run() {
   // Named, so that top -H, perf and /proc/<pid>/task/*/comm can tell it apart.
   pthread_setname_np(pthread_self(), "herdless-accept");
+  RunLoop();
+  std::lock_guard<std::mutex> lock(mutex_);
+  running_ = false;
+  if (stopping_) return;  // stop() hands off or closes what waits
+  // A fatal error ended the thread: what waits now would wait forever.
+  for (Worker& w : workers_) w.full = false;
+  FlushWaiting();
+  dropped_.fetch_add(waiting_.size(), std::memory_order_relaxed);
+  for (const Handoff& h : waiting_) ::close(h.fd);
+  waiting_.clear();
+}
+
+// Removes a listener that can no longer accept from the set the thread waits on, and says
+// so once. The fd stays open (its owner closes it with the dispatcher); the others go on.
+void Acceptor::ListenerFailed(size_t index, int err, const char* syscall) {
+  if (dead_[index]) return;
+  dead_[index] = true;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listeners_[index], nullptr) != 0) {
+    // Still watched, then: RunLoop() backs off each time it is reported instead of spinning.
+  }
+  Report(err, syscall, static_cast<int>(index));
+}
+
+void Acceptor::RunLoop() {
   epoll_event events[kMaxEvents];
   Pause pause = Pause::kNone;
   Coalescer coalescer;
@@ -402,12 +467,13 @@ void Acceptor::Run() {
     if (pause != Pause::kNone) {
       // Paused: wait without the listeners, for a wake-up (new worker, stop) or a timeout
       // after which we look at the scoreboard again. Never a busy loop.
-      int ms = pause == Pause::kFds ? kFdExhaustedRetryMs : kBackpressureRetryMs;
+      int ms = pause == Pause::kFds ? kFdExhaustedRetryMs : pause == Pause::kErrors ? kErrorRetryMs : kBackpressureRetryMs;
       pollfd p{wake_fd_, POLLIN, 0};
       uint32_t started = MonotonicMillis();
       int rc = poll(&p, 1, ms);
       if (rc < 0 && errno != EINTR) return ReportFatal(errno, "poll");
-      (pause == Pause::kFds ? fd_pause_ms_ : backpressure_ms_).fetch_add(MonotonicMillis() - started);
+      if (pause != Pause::kErrors)
+        (pause == Pause::kFds ? fd_pause_ms_ : backpressure_ms_).fetch_add(MonotonicMillis() - started);
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) return;
       if (rc > 0) DrainWake();
@@ -429,7 +495,15 @@ void Acceptor::Run() {
       } else if (!FlushWaiting()) {
         pause = Pause::kBackpressure;
       } else {
-        pause = AcceptFrom(static_cast<size_t>(events[i].data.u64));
+        size_t listener = static_cast<size_t>(events[i].data.u64);
+        if (dead_[listener]) {
+          pause = Pause::kErrors;  // given up, but it could not be removed from the epoll set
+          continue;
+        }
+        drained_ = false;
+        pause = AcceptFrom(listener);
+        // Shut down: take what its backlog still holds, then stop watching it.
+        if ((events[i].events & kHangup) != 0 && drained_) ListenerFailed(listener, ESHUTDOWN, "epoll_wait");
       }
     }
     if (pause == Pause::kNone && !FlushWaiting()) pause = Pause::kBackpressure;
@@ -442,10 +516,16 @@ void Acceptor::Run() {
   }
 }
 
-void Acceptor::ReportFatal(int err, const char* syscall) {
+void Acceptor::ReportFatal(int err, const char* syscall) { Report(err, syscall, -1); }
+
+// To JS, through the thread-safe function only: err.listener is the index of the listener
+// that failed, or absent when the thread itself stopped. Never blocks (the queue is unbounded).
+void Acceptor::Report(int err, const char* syscall, int listener) {
   if (!has_on_error_) return;
-  on_error_.BlockingCall([err, syscall](Napi::Env env, Napi::Function fn) {
-    fn.Call({ErrnoError(env, err, syscall).Value()});
+  on_error_.NonBlockingCall([err, syscall, listener](Napi::Env env, Napi::Function fn) {
+    Napi::Error e = ErrnoError(env, err, syscall);
+    if (listener >= 0) e.Set("listener", Napi::Number::New(env, listener));
+    fn.Call({e.Value()});
   });
 }
 

@@ -4,8 +4,10 @@
 // calls start(). The thread waits in epoll_wait, accepts in batches until EAGAIN, and
 // sends each connection to the least-loaded worker. JS may add, pause or remove workers
 // at any time (under mutex_); after removeWorker() returns the thread will not touch that
-// worker's channel or scoreboard again. stop() joins the thread. The thread never calls
-// into JS; it reports fatal errors through a thread-safe function.
+// worker's channel or scoreboard again. stop() joins the thread; connections given back
+// with dispatch() after that are delivered or closed at once. The thread never calls into
+// JS; it reports a listener it had to give up (once each) and fatal errors through a
+// thread-safe function.
 #pragma once
 #include <napi.h>
 
@@ -30,13 +32,13 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   struct Worker {
     int id;
     int channel;        // primary's end of the socketpair (not owned: JS closes it)
-    Scoreboard* board;  // our own mapping, unmapped on removal
+    const Scoreboard* board;  // our own read-only mapping, unmapped on removal
     uint32_t sent = 0;  // connections sent, compared with board->received
     bool paused = false;
     bool full = false;  // last send hit EAGAIN; retried after a short pause
   };
 
-  enum class Pause { kNone, kBackpressure, kFds };
+  enum class Pause { kNone, kBackpressure, kFds, kErrors };
 
   // JS methods
   Napi::Value Start(const Napi::CallbackInfo& info);
@@ -50,6 +52,8 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
 
   // Accept thread
   void Run();
+  void RunLoop();
+  void ListenerFailed(size_t listener, int err, const char* syscall);
   Pause AcceptFrom(size_t listener);
   void DrainWake();
   bool Deliver(const Handoff& handoff);  // false: every worker is full, caller keeps it
@@ -62,8 +66,11 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   void StopThread();
   void CloseFds();
   void ReportFatal(int err, const char* syscall);
+  void Report(int err, const char* syscall, int listener);
 
   std::vector<int> listeners_;
+  std::vector<bool> dead_;  // per listener: failed, no longer watched (accept thread only)
+  bool drained_ = false;    // the last AcceptFrom() reached EAGAIN (accept thread only)
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::thread thread_;
@@ -72,6 +79,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
 
   std::mutex mutex_;  // guards everything below that JS touches
   bool stopping_ = false;
+  bool running_ = false;  // the accept thread is there to deliver what waits
   std::vector<Worker> workers_;
   std::deque<Handoff> waiting_;  // accepted or re-dispatched, not yet handed off (bounded)
   std::vector<std::vector<int>> batches_;  // per worker, filled and emptied within AcceptFrom
@@ -81,6 +89,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
 
   // Counters written by the accept thread, read by stats()
   std::atomic<uint64_t> accepted_{0}, handed_off_{0}, retries_{0}, redispatched_{0};
+  std::atomic<uint64_t> dropped_{0};  // closed undelivered: stopped, or no worker had room
   std::atomic<uint64_t> backpressure_ms_{0}, fd_pause_ms_{0}, backpressure_pauses_{0}, fd_pauses_{0};
   std::atomic<uint64_t> accept_errors_[256] = {};
 };

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "errors.h"
 #include "fd.h"
@@ -176,6 +177,74 @@ Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+const char* DomainName(int domain) {
+  switch (domain) {
+    case AF_UNIX: return "AF_UNIX";
+    case AF_INET: return "AF_INET";
+    case AF_INET6: return "AF_INET6";
+    case AF_NETLINK: return "AF_NETLINK";
+    case AF_PACKET: return "AF_PACKET";
+    case AF_TIPC: return "AF_TIPC";
+    case AF_BLUETOOTH: return "AF_BLUETOOTH";
+    case AF_ALG: return "AF_ALG";
+    case AF_VSOCK: return "AF_VSOCK";
+    default: return nullptr;
+  }
+}
+
+const char* TypeName(int type) {
+  switch (type) {
+    case SOCK_STREAM: return "SOCK_STREAM";
+    case SOCK_DGRAM: return "SOCK_DGRAM";
+    case SOCK_RAW: return "SOCK_RAW";
+    case SOCK_RDM: return "SOCK_RDM";
+    case SOCK_SEQPACKET: return "SOCK_SEQPACKET";
+    default: return nullptr;
+  }
+}
+
+const char* FileKind(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFSOCK: return "socket";
+    case S_IFREG: return "regular file";
+    case S_IFDIR: return "directory";
+    case S_IFIFO: return "pipe";
+    case S_IFCHR: return "character device";
+    case S_IFBLK: return "block device";
+    default: return "other";  // eventfd, epoll, memfd's anon inodes ...
+  }
+}
+
+// inspectFd(fd) -> { kind, domain?, type?, protocol?, listening? }: what an inherited fd
+// is, in words the caller's error message can use ('regular file'; 'AF_PACKET', 'SOCK_RAW').
+Napi::Value InspectFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat", "fd " + std::to_string(fd));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kind", FileKind(st.st_mode));
+  if (!S_ISSOCK(st.st_mode)) return out;
+  int domain = 0, type = 0, protocol = 0, accepting = 0;
+  socklen_t len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) throw ErrnoError(env, errno, "getsockopt", "SO_DOMAIN");
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) throw ErrnoError(env, errno, "getsockopt", "SO_TYPE");
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0)
+    throw ErrnoError(env, errno, "getsockopt", "SO_PROTOCOL");
+  len = sizeof(int);
+  // Not every family answers SO_ACCEPTCONN; one that does not is not listening for us.
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0) accepting = 0;
+  const char* domain_name = DomainName(domain);
+  const char* type_name = TypeName(type);
+  out.Set("domain", domain_name ? std::string(domain_name) : "address family " + std::to_string(domain));
+  out.Set("type", type_name ? std::string(type_name) : "socket type " + std::to_string(type));
+  out.Set("protocol", protocol);
+  out.Set("listening", Napi::Boolean::New(env, accepting != 0));
+  return out;
+}
+
 // adoptFd(fd) -> our own duplicate of an inherited listener, close-on-exec so it cannot
 // leak into workers, non-blocking so it cannot stall the accept thread. (O_NONBLOCK belongs
 // to the open file, so the caller's fd becomes non-blocking too; listeners are used that way.)
@@ -205,6 +274,7 @@ void InitListener(Napi::Env env, Napi::Object exports) {
   exports.Set("listenTcp", Napi::Function::New(env, ListenTcp));
   exports.Set("listenUnix", Napi::Function::New(env, ListenUnix));
   exports.Set("socketInfo", Napi::Function::New(env, SocketInfo));
+  exports.Set("inspectFd", Napi::Function::New(env, InspectFd));
   exports.Set("adoptFd", Napi::Function::New(env, AdoptFd));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
 }

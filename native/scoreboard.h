@@ -38,9 +38,14 @@ struct Scoreboard {
 static_assert(sizeof(Scoreboard) == kScoreboardBytes, "scoreboard layout");
 static_assert(std::atomic<int32_t>::is_always_lock_free, "scoreboard atomics must be lock-free");
 
-// Maps a scoreboard memfd; returns nullptr and sets errno on failure.
+// Maps a scoreboard memfd (the worker's own, writable view); returns nullptr and sets errno
+// on failure.
 Scoreboard* MapScoreboard(int fd);
-void UnmapScoreboard(Scoreboard* board);
+// The primary's view: read-only, and only of a page sealed against shrinking and growing
+// (EPERM otherwise), so that nothing a worker does to the memfd can fault the reader.
+// const: a store through it would fault (PROT_READ), so it does not compile.
+const Scoreboard* MapScoreboardReadOnly(int fd);
+void UnmapScoreboard(const Scoreboard* board);
 
 uint32_t MonotonicMillis();
 

@@ -15,6 +15,15 @@ export interface SocketInfo {
   path?: string;
 }
 
+/** What an fd is (native inspectFd): `kind` from fstat; for sockets, names as in <sys/socket.h>. */
+export interface FdKind {
+  kind: 'socket' | 'regular file' | 'directory' | 'pipe' | 'character device' | 'block device' | 'other';
+  domain?: string;
+  type?: string;
+  protocol?: number;
+  listening?: boolean;
+}
+
 export interface AcceptorStats {
   accepted: number;
   handedOff: number;
@@ -24,6 +33,8 @@ export interface AcceptorStats {
   backpressurePausedMs: number;
   fdPauses: number;
   fdPausedMs: number;
+  /** Closed without a hand-off: stopped with no worker that had room. */
+  dropped: number;
   acceptErrors: Record<string, number>;
   waiting: number;
   pendingByWorker: Record<string, number>;
@@ -36,7 +47,8 @@ export interface NativeAcceptor {
   addWorker(id: number, channelFd: number, scoreboardFd: number): void;
   removeWorker(id: number): boolean;
   pauseWorker(id: number, paused: boolean): void;
-  dispatch(handoffs: number[]): void;
+  /** Queues re-dispatched connections; with the thread gone, delivers or closes each now (returns how many were closed). */
+  dispatch(handoffs: number[]): number;
   setMaxConnections(max: number): void;
   stats(): AcceptorStats;
 }
@@ -54,6 +66,7 @@ export interface Addon {
   listenTcp(ip: string, port: number, backlog: number, reusePort: boolean, listen: boolean): number;
   listenUnix(path: string, backlog: number, mode: number): number;
   socketInfo(fd: number): SocketInfo;
+  inspectFd(fd: number): FdKind;
   /** Duplicates an inherited listener as a close-on-exec, non-blocking fd of our own. */
   adoptFd(fd: number): number;
   closeFd(fd: number): void;
@@ -62,6 +75,8 @@ export interface Addon {
   createScoreboard(): { fd: number; buffer: ArrayBuffer };
   mapScoreboard(fd: number): ArrayBuffer;
   monotonicMillis(): number;
+  /** False where the runtime refuses ArrayBuffers over foreign memory (V8 sandbox). */
+  externalBuffersAllowed(): boolean;
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
   /** Exit `graceMs` after the parent is gone, even if JS is blocked. */

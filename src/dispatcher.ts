@@ -47,6 +47,8 @@ export interface DispatcherStats {
     backpressurePausedMs: number;
     fdPauses: number;
     fdPausedMs: number;
+    /** Closed without a hand-off: the dispatcher stopped while no worker had room. */
+    dropped: number;
     /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */
     waiting: number;
   };
@@ -58,6 +60,33 @@ export interface DispatcherEvents {
   'worker-exit': [WorkerExit];
   scale: [ScaleEvent];
   error: [Error];
+}
+
+/** The scoreboard is memory shared with each worker, seen through an external ArrayBuffer. */
+function assertRuntime(addon: Addon): void {
+  if (addon.externalBuffersAllowed()) return;
+  throw new HerdlessError(
+    'ERR_HERDLESS_UNSUPPORTED_PLATFORM',
+    'this Node.js runtime refuses external ArrayBuffers (a V8 sandbox build, as in Electron): herdless shares ' +
+      "each worker's load figures through a shared-memory page exposed that way. Run it on a Node.js build without the V8 sandbox.",
+  );
+}
+
+/** What the accept thread reported: one listener that can no longer accept, or the thread itself. */
+function acceptError(err: Error & { listener?: number }, listeners: Listener[]): HerdlessError {
+  if (err.listener === undefined) {
+    return new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err });
+  }
+  const l = listeners[err.listener];
+  const where = l?.info.family === 'unix' ? l.info.path || 'a unix socket' : `${l?.info.address}:${l?.info.port}`;
+  const why = (err as { code?: string }).code === 'ESHUTDOWN' ? 'it was shut down: epoll reports a hang-up' : err.message;
+  return new HerdlessError(
+    'ERR_HERDLESS_ACCEPT',
+    `listener ${err.listener} (${where}) can no longer accept connections (${why}) and is no longer watched; ` +
+      'the other listeners keep working. Something else shut down or closed this socket (an inherited listen: { fd } ' +
+      'is shared with its owner): close() and start again to listen on it anew.',
+    { cause: err, listener: err.listener },
+  );
 }
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
@@ -75,8 +104,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     super();
     pool.on('worker-start', (info) => this.emit('worker-start', info));
     pool.on('worker-exit', (exit) => this.emit('worker-exit', exit));
-    pool.on('error', (err) => this.emit('error', err));
-    this.supervisor = new Supervisor(addon, opts, pool, acceptor, (e) => this.emit('scale', e), (err) => this.emit('error', err));
+    pool.on('error', (err) => this.report(err));
+    this.supervisor = new Supervisor(addon, opts, pool, acceptor, (e) => this.emit('scale', e), (err) => this.report(err));
     this.supervisor.start();
   }
 
@@ -84,6 +113,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   static async start(options: DispatcherOptions): Promise<Dispatcher> {
     const opts = normalizeOptions(options);
     const addon = loadAddon();
+    assertRuntime(addon);
     const listeners = await openListeners(addon, opts.listen, opts.mode);
     let acceptor: NativeAcceptor | undefined;
     let pool: Pool | undefined;
@@ -93,7 +123,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         // The thread cannot throw into JS; it reports here and the dispatcher emits 'error'.
         let self: Dispatcher | undefined;
         acceptor = new addon.Acceptor(fds, opts.maxConnectionsPerWorker, STALL_MS, (err) => {
-          self?.emit('error', new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err }));
+          self?.report(acceptError(err as Error & { listener?: number }, listeners));
         });
         pool = new Pool(addon, opts, listeners, acceptor);
         await pool.start();
@@ -111,6 +141,15 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       closeListeners(addon, listeners);
       throw err;
     }
+  }
+
+  /**
+   * A fault the primary survives: 'error' for whoever listens, else a process warning on
+   * stderr. Never an unhandled 'error' event: that would take every worker down with it.
+   */
+  private report(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(err);
   }
 
   /** The metrics server comes last: if its port is taken, the whole start fails cleanly. */
@@ -180,6 +219,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         backpressurePausedMs: 0,
         fdPauses: 0,
         fdPausedMs: 0,
+        dropped: 0,
         waiting: 0,
       };
     }

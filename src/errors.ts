@@ -4,12 +4,12 @@
  */
 export const ErrorCodes = {
   ERR_HERDLESS_INVALID_OPTION: 'An option is missing, of the wrong type or out of range.',
-  ERR_HERDLESS_UNSUPPORTED_PLATFORM: 'herdless needs Linux (epoll, accept4, SCM_RIGHTS, memfd).',
+  ERR_HERDLESS_UNSUPPORTED_PLATFORM: 'herdless needs Linux (epoll, accept4, SCM_RIGHTS, memfd) and a Node.js that allows external ArrayBuffers (no V8 sandbox).',
   ERR_HERDLESS_APP_LOAD: 'The app module threw while loading, or exports nothing herdless can serve.',
   ERR_HERDLESS_WORKER_START: 'A worker process exited or failed before it was ready.',
   ERR_HERDLESS_CRASH_LOOP: 'Workers keep crashing soon after start; respawning stopped.',
   ERR_HERDLESS_CLOSED: 'The dispatcher is closed or closing.',
-  ERR_HERDLESS_ACCEPT: 'The accept thread hit an unrecoverable error.',
+  ERR_HERDLESS_ACCEPT: 'A listener can no longer accept (shut down or closed by someone else), or the accept thread stopped.',
 } as const;
 
 export type HerdlessErrorCode = keyof typeof ErrorCodes;

@@ -6,7 +6,7 @@
 import * as dns from 'node:dns/promises';
 import * as net from 'node:net';
 import * as fs from 'node:fs';
-import type { Addon, SocketInfo } from './binding';
+import type { Addon, FdKind, SocketInfo } from './binding';
 import { invalidOption } from './errors';
 import type { Mode, NormalizedListen } from './options';
 
@@ -37,12 +37,11 @@ async function openOne(addon: Addon, spec: NormalizedListen, mode: Mode): Promis
   if (spec.kind === 'fd') {
     let info: SocketInfo;
     try {
+      checkInherited(addon.inspectFd(spec.fd), spec.fd);
       info = addon.socketInfo(spec.fd);
     } catch (err) {
-      throw invalidOption('listen.fd', `fd ${spec.fd} is not a usable socket (${(err as Error).message})`);
-    }
-    if (!info.stream || !info.listening) {
-      throw invalidOption('listen.fd', `fd ${spec.fd} must be a listening stream socket (SO_ACCEPTCONN)`);
+      if ((err as { code?: string }).code === 'ERR_HERDLESS_INVALID_OPTION') throw err;
+      throw invalidOption('listen.fd', `fd ${spec.fd} is not a usable socket (${(err as Error).message}); ${EXPECTED}`);
     }
     // Our own duplicate (close-on-exec, non-blocking): the caller keeps its fd, and closing
     // ours never pulls a socket out from under the caller's event loop.
@@ -63,6 +62,26 @@ async function openOne(addon: Addon, spec: NormalizedListen, mode: Mode): Promis
   }
   const fd = openTcp(addon, ip, spec.port, spec.backlog, mode);
   return tcpListener(addon, fd, ip, spec.backlog, mode);
+}
+
+const EXPECTED = 'expected a listening SOCK_STREAM socket of AF_INET, AF_INET6 (TCP) or AF_UNIX';
+const STREAM_FAMILIES = new Set(['AF_INET', 'AF_INET6', 'AF_UNIX']);
+const IPPROTO_TCP = 6;
+const IPPROTO_MPTCP = 262;
+
+/**
+ * An inherited fd must be a listening TCP or unix stream socket: anything else (a UDP or
+ * AF_PACKET socket, an AF_VSOCK listener, a file) would pass accept() on to workers fds that
+ * they cannot serve, and they would crash in a loop. Say what was given and what is expected.
+ */
+function checkInherited(k: FdKind, fd: number): void {
+  let given: string | undefined;
+  if (k.kind !== 'socket') given = `a ${k.kind}`;
+  else if (k.type !== 'SOCK_STREAM' || !STREAM_FAMILIES.has(k.domain!)) given = `a ${k.domain} ${k.type} socket`;
+  else if (k.domain !== 'AF_UNIX' && k.protocol !== IPPROTO_TCP && k.protocol !== IPPROTO_MPTCP)
+    given = `a ${k.domain} SOCK_STREAM socket of protocol ${k.protocol}, not TCP`;
+  else if (!k.listening) given = `a ${k.domain} SOCK_STREAM socket that is not listening (connected, or listen() was never called)`;
+  if (given) throw invalidOption('listen.fd', `fd ${fd} is ${given.replace(/^a (?=[AEIOU])/, 'an ')}; ${EXPECTED}`);
 }
 
 function tcpListener(addon: Addon, fd: number, ip: string, backlog: number, mode: Mode): Listener {

@@ -139,7 +139,13 @@ export class Pool extends EventEmitter<PoolEvents> {
     w.ready.then(
       () => {
         if (this.closing) return w.drain('shutdown');
-        if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
+        try {
+          if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
+        } catch (err) {
+          // Cannot take connections (mmap failed): it goes like a crash and is replaced.
+          w.kill('SIGKILL');
+          return this.emit('error', err as Error);
+        }
         this.emit('worker-start', { id: w.id, pid: w.pid });
       },
       () => w.kill('SIGKILL'),
@@ -152,8 +158,13 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.acceptor?.removeWorker(w.id);
     // What the worker was sent but never read goes to another worker (counted as
     // re-dispatched). The primary kept its own copy of the worker's end for exactly this.
-    const unread = w.unread();
-    if (unread.length > 0) this.acceptor!.dispatch(unread);
+    try {
+      const unread = w.unread();
+      if (unread.length > 0) this.acceptor!.dispatch(unread);
+    } catch (err) {
+      // drainChannel closed what it had read; the cleanup below must happen regardless.
+      this.emit('error', err as Error);
+    }
     w.release();
     this.workers.delete(w.id);
     this.emit('worker-exit', exit);

@@ -144,7 +144,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         } catch (err) {
           // Cannot take connections (mmap failed): it goes like a crash and is replaced.
           w.kill('SIGKILL');
-          return this.emit('error', err as Error);
+          return this.report(err as Error);
         }
         this.emit('worker-start', { id: w.id, pid: w.pid });
       },
@@ -163,7 +163,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       if (unread.length > 0) this.acceptor!.dispatch(unread);
     } catch (err) {
       // drainChannel closed what it had read; the cleanup below must happen regardless.
-      this.emit('error', err as Error);
+      this.report(err as Error);
     }
     w.release();
     this.workers.delete(w.id);
@@ -172,6 +172,11 @@ export class Pool extends EventEmitter<PoolEvents> {
       this.noteCrash(Date.now() - w.startedAt, w);
       if (exit.reason !== 'start-failed') this.refill();
     }
+  }
+
+  /** Never throws: before the dispatcher listens (during start()) nobody hears 'error'. */
+  private report(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
   private noteCrash(livedMs: number, w: WorkerHandle): void {

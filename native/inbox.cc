@@ -12,7 +12,8 @@ namespace {
 
 constexpr size_t kReadBatch = 64;         // per wake-up, so a flood cannot starve the loop
 constexpr uint64_t kFdExhaustedRetryMs = 100;
-constexpr uint64_t kFdRoomRetryMs = 50;  // near the fd limit: look again once some connections closed
+constexpr uint64_t kFdRoomRetryMs = 50;
+constexpr uint32_t kEmptyWakeupsBeforePause = 64;  // near the fd limit: look again once some connections closed
 
 template <typename Handle>
 void CloseAndFree(Handle* handle) {
@@ -197,11 +198,23 @@ void Inbox::AcceptAll(std::vector<Handoff>* out) {
     if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       accept_errors_++;
-      if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) && !closed_) PauseFor(kFdExhaustedRetryMs);
+      // Fd exhaustion, or a listener its owner shut down (EINVAL forever): level-triggered
+      // polling would report it again at once, so look again later instead of spinning.
+      if (!closed_) PauseFor(kFdExhaustedRetryMs);
     }
     break;
   }
-  if (out->empty()) empty_wakeups_++;
+  if (!out->empty()) {
+    empty_in_a_row_ = 0;
+    return;
+  }
+  empty_wakeups_++;
+  // A herd's losers wake to an empty queue now and then; dozens of times in a row means the
+  // listener reports readable with nothing to accept (a unix listener its owner shut down).
+  if (++empty_in_a_row_ >= kEmptyWakeupsBeforePause && !closed_) {
+    empty_in_a_row_ = 0;
+    PauseFor(kFdExhaustedRetryMs);
+  }
 }
 
 void Inbox::Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool hangup) {

@@ -50,6 +50,7 @@ class Inbox : public Napi::ObjectWrap<Inbox> {
   // Counters read by JS (herd statistics and fd checks)
   double wakeups_ = 0, empty_wakeups_ = 0, rejected_ = 0, accept_errors_ = 0, fd_room_stalls_ = 0;
   FdRoom room_;
+  uint32_t empty_in_a_row_ = 0;
   Scoreboard* board_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> board_ref_;
 };

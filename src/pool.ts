@@ -233,6 +233,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   async retire(w: WorkerHandle, reason: RetireReason, timeoutMs = 30_000): Promise<WorkerExit> {
     this.acceptor?.removeWorker(w.id);
     w.drain(reason);
+    this.handOn(w);
     const timer = setTimeout(() => w.kill('SIGKILL'), timeoutMs);
     const exit = await w.exited;
     clearTimeout(timer);
@@ -264,9 +265,29 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Kill a worker whose loop is stuck; it is replaced like a crash. */
   kill(w: WorkerHandle, reason: 'stalled'): void {
     w.retireReason = reason;
+    this.acceptor?.removeWorker(w.id);
     w.kill('SIGKILL');
+    this.handOn(w);
   }
 
+  /**
+   * A worker that leaves stops reading its channel at once (and a stuck one never reads):
+   * connections already sent to it but not yet read would wait for its exit. Read them back
+   * now, from our own copy of its end, and give them to other workers. Call after
+   * removeWorker(), so that nothing more arrives. A record is read whole by one side only
+   * (SEQPACKET), so a connection the worker takes meanwhile is never also handed on.
+   * On close() there is nobody to hand them to: they stay for onExit().
+   */
+  private handOn(w: WorkerHandle): void {
+    if (!this.acceptor || this.closing || w.state === 'exited') return;
+    let unread: number[];
+    try {
+      unread = w.unread();
+    } catch {
+      return; // the channel failed: onExit() tries again once the worker is gone
+    }
+    if (unread.length > 0) this.acceptor.dispatch(unread);
+  }
 
   /** Grow or shrink to `n` workers (clamped to [min, max]); shrinking goes one at a time. */
   async resize(n: number): Promise<number> {

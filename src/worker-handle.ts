@@ -2,7 +2,7 @@
  * The primary's handle on one worker process: its fds (scoreboard, channel), its start-up
  * handshake, its exit, and the last lines it wrote to stderr (for error messages).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
@@ -13,6 +13,8 @@ import type { NormalizedOptions } from './options';
 import { CONFIG_ENV, FIRST_EXTRA_FD, isWorkerMessage, type PrimaryMessage, type WorkerConfig, type WorkerSource } from './protocol';
 
 const WORKER_MAIN = path.join(__dirname, 'worker', 'main.js');
+/** Where setpriv(1) (util-linux) may live; see workerCommand(). */
+const SETPRIV_PATHS = ['/usr/bin/setpriv', '/bin/setpriv'];
 const STDERR_LINES = 20;
 /**
  * Free fds a start needs, with room to spare: ours (scoreboard, channel: 3), Node's stdio
@@ -97,7 +99,8 @@ export class WorkerHandle extends EventEmitter {
         sources,
         serverTimeouts: opts.serverTimeouts,
       };
-      this.child = spawn(process.execPath, [...opts.execArgv, WORKER_MAIN], {
+      const [file, args] = workerCommand(opts.execArgv);
+      this.child = spawn(file, args, {
         stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
         env: { ...process.env, ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
       });
@@ -230,6 +233,41 @@ export class WorkerHandle extends EventEmitter {
       this.addon.closeFd(this.channel.workerEnd);
     }
   }
+}
+
+let setpriv: string | null | undefined;
+
+/** setpriv(1) with --pdeathsig (util-linux 2.33 and later), or null. Probed once. */
+function findSetpriv(): string | null {
+  if (setpriv !== undefined) return setpriv;
+  for (const file of SETPRIV_PATHS) {
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+    } catch {
+      continue;
+    }
+    const probe = spawnSync(file, ['--pdeathsig', 'SIGKILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
+    // A probe that could not run (fds or processes short right now) is tried again next time.
+    if (probe.error) return null;
+    setpriv = probe.status === 0 ? file : null;
+    return setpriv;
+  }
+  setpriv = null;
+  return setpriv;
+}
+
+/**
+ * The command that starts a worker. The worker asks the kernel for SIGTERM when the primary
+ * dies (PR_SET_PDEATHSIG), but only once Node has booted and loaded our code: a worker stuck
+ * before that (a slow --require, a blocked disk) would outlive a primary killed meanwhile.
+ * Started through `setpriv --pdeathsig SIGKILL`, it is tied to the primary from before Node
+ * runs (the setting survives exec); the worker then replaces it with SIGTERM for a graceful
+ * end. Without setpriv, the worker's own parent check and watchdog remain.
+ */
+function workerCommand(execArgv: string[]): [string, string[]] {
+  const node = [...execArgv, WORKER_MAIN];
+  const wrapper = findSetpriv();
+  return wrapper ? [wrapper, ['--pdeathsig', 'SIGKILL', '--', process.execPath, ...node]] : [process.execPath, node];
 }
 
 /** Throws EMFILE when fewer than SPAWN_FDS fds are free under RLIMIT_NOFILE. */

@@ -18,8 +18,8 @@ const RESPAWN_MAX_MS = 10_000;
 /** A worker that dies sooner than this after start counts towards a crash loop. */
 const QUICK_CRASH_MS = 10_000;
 const CRASH_LOOP_COUNT = 5;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Back-off cap when processes cannot be created at all (fds or pids exhausted). */
+const SPAWN_RETRY_MAX_MS = 5_000;
 
 export interface PoolEvents {
   'worker-start': [{ id: number; pid: number }];
@@ -37,6 +37,10 @@ export class Pool extends EventEmitter<PoolEvents> {
   private closing = false;
   private started = false;
   private quickCrashes = 0;
+  /** spawn() failures in a row (EMFILE, EAGAIN...): back-off, but never a crash-loop halt once started. */
+  private spawnFailures = 0;
+  /** Back-off sleeps under way: close() cuts them short. */
+  private readonly sleepers = new Set<() => void>();
   private halted: HerdlessError | undefined;
   /** Starts under way (being started, or waiting out a back-off before a start). */
   private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
@@ -111,7 +115,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   private async launch(delayMs: number): Promise<WorkerHandle | undefined> {
-    if (delayMs > 0) await sleep(delayMs);
+    if (delayMs > 0) await this.sleep(delayMs);
     for (;;) {
       if (this.closing) return undefined;
       if (this.halted) throw this.halted;
@@ -123,14 +127,30 @@ export class Pool extends EventEmitter<PoolEvents> {
         if ((err as HerdlessError).code === 'ERR_HERDLESS_APP_LOAD') throw err;
         await w.exited;
         if (this.halted) throw this.halted;
-        await sleep(this.backoff());
+        await this.sleep(this.backoff());
       }
     }
   }
 
 
   private backoff(): number {
-    return this.quickCrashes === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.quickCrashes - 1), RESPAWN_MAX_MS);
+    const crashes = this.quickCrashes === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.quickCrashes - 1), RESPAWN_MAX_MS);
+    const spawns = this.spawnFailures === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.spawnFailures - 1), SPAWN_RETRY_MAX_MS);
+    return Math.max(crashes, spawns);
+  }
+
+  /** A back-off wait that close() ends at once (no timer outlives the pool). */
+  private sleep(ms: number): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
   }
 
   private startOne(): WorkerHandle {
@@ -139,6 +159,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     w.ready.then(
       () => {
         if (this.closing) return w.drain('shutdown');
+        this.spawnFailures = 0;
         try {
           if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
         } catch (err) {
@@ -168,7 +189,8 @@ export class Pool extends EventEmitter<PoolEvents> {
     w.release();
     this.workers.delete(w.id);
     this.emit('worker-exit', exit);
-    if (exit.reason === 'crashed' || exit.reason === 'start-failed' || exit.reason === 'stalled') {
+    if (w.spawnError) this.noteSpawnFailure(w.spawnError);
+    else if (exit.reason === 'crashed' || exit.reason === 'start-failed' || exit.reason === 'stalled') {
       this.noteCrash(Date.now() - w.startedAt, w);
       if (exit.reason !== 'start-failed') this.refill();
     }
@@ -192,6 +214,22 @@ export class Pool extends EventEmitter<PoolEvents> {
     if (this.started) this.emit('error', this.halted);
   }
 
+  /**
+   * The primary could not create a process (out of fds or pids): not the app's fault, so
+   * once serving the pool keeps retrying with back-off and recovers when the resource is
+   * back. Only a first start gives up (after CRASH_LOOP_COUNT tries): there is nothing to
+   * keep serving.
+   */
+  private noteSpawnFailure(err: Error): void {
+    this.spawnFailures++;
+    if (this.started || this.halted || this.spawnFailures < CRASH_LOOP_COUNT) return;
+    this.halted = new HerdlessError(
+      'ERR_HERDLESS_WORKER_START',
+      `could not start workers: ${err.message} (${this.spawnFailures} tries). Raise the fd or process limit, then start again.`,
+      { cause: err },
+    );
+  }
+
   /** How many workers are missing from `target`, counting those on their way. */
   private missing(): number {
     return Math.max(0, this.target - this.serving().length - this.launching);
@@ -211,6 +249,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   async retire(w: WorkerHandle, reason: RetireReason, timeoutMs = 30_000): Promise<WorkerExit> {
     this.acceptor?.removeWorker(w.id);
     w.drain(reason);
+    this.handOn(w);
     const timer = setTimeout(() => w.kill('SIGKILL'), timeoutMs);
     const exit = await w.exited;
     clearTimeout(timer);
@@ -242,7 +281,28 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Kill a worker whose loop is stuck; it is replaced like a crash. */
   kill(w: WorkerHandle, reason: 'stalled'): void {
     w.retireReason = reason;
+    this.acceptor?.removeWorker(w.id);
     w.kill('SIGKILL');
+    this.handOn(w);
+  }
+
+  /**
+   * A worker that leaves stops reading its channel at once (and a stuck one never reads):
+   * connections already sent to it but not yet read would wait for its exit. Read them back
+   * now, from our own copy of its end, and give them to other workers. Call after
+   * removeWorker(), so that nothing more arrives. A record is read whole by one side only
+   * (SEQPACKET), so a connection the worker takes meanwhile is never also handed on.
+   * On close() there is nobody to hand them to: they stay for onExit().
+   */
+  private handOn(w: WorkerHandle): void {
+    if (!this.acceptor || this.closing || w.state === 'exited') return;
+    let unread: number[];
+    try {
+      unread = w.unread();
+    } catch {
+      return; // the channel failed: onExit() tries again once the worker is gone
+    }
+    if (unread.length > 0) this.acceptor.dispatch(unread);
   }
 
   /** Grow or shrink to `n` workers (clamped to [min, max]); shrinking goes one at a time. */
@@ -296,12 +356,14 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Retire every worker at once; resolves when every process is gone. */
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
+    for (const wake of [...this.sleepers]) wake();
     await Promise.all([...this.workers.values()].map((w) => this.retire(w, 'shutdown', timeoutMs)));
   }
 
   /** Kill everything now (a failed start). */
   async destroy(): Promise<void> {
     this.closing = true;
+    for (const wake of [...this.sleepers]) wake();
     const all = [...this.workers.values()];
     for (const w of all) {
       w.retireReason ??= 'shutdown';

@@ -2,7 +2,8 @@
  * The primary's handle on one worker process: its fds (scoreboard, channel), its start-up
  * handshake, its exit, and the last lines it wrote to stderr (for error messages).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import type { Addon } from './binding';
@@ -12,7 +13,16 @@ import type { NormalizedOptions } from './options';
 import { CONFIG_ENV, FIRST_EXTRA_FD, isWorkerMessage, type PrimaryMessage, type WorkerConfig, type WorkerSource } from './protocol';
 
 const WORKER_MAIN = path.join(__dirname, 'worker', 'main.js');
+/** Where setpriv(1) (util-linux) may live; see workerCommand(). */
+const SETPRIV_PATHS = ['/usr/bin/setpriv', '/bin/setpriv'];
 const STDERR_LINES = 20;
+/**
+ * Free fds a start needs, with room to spare: ours (scoreboard, channel: 3), Node's stdio
+ * and IPC pipes (4), libuv's exec-error pipe (2), and connections the accept thread holds
+ * meanwhile. Node leaks its pipes when spawn() fails with EMFILE after making them, so a
+ * start is not even tried with less.
+ */
+const SPAWN_FDS = 32;
 
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'exited';
 
@@ -26,12 +36,18 @@ export interface WorkerExit {
   signal: NodeJS.Signals | null;
   /** Why it went: we retired it (and why), it crashed, it never became ready, or it stalled. */
   reason: ExitReason;
+  /** The process could not be created at all (spawn failed: EMFILE, EAGAIN, ...): why. */
+  error?: Error;
 }
 
+/** A board for a worker that never got one (its start failed): reads as all zeros. */
+const EMPTY_BOARD = new Int32Array(16);
+
 export class WorkerHandle extends EventEmitter {
-  readonly child: ChildProcess;
-  readonly board: Int32Array;
-  readonly scoreboardFd: number;
+  /** Undefined when spawn() itself threw. */
+  readonly child: ChildProcess | undefined;
+  readonly board: Int32Array = EMPTY_BOARD;
+  readonly scoreboardFd: number = -1;
   /** dispatch mode: our end, and our own copy of the worker's end (to recover what it never read). */
   readonly channel?: { primaryEnd: number; workerEnd: number };
   readonly startedAt = Date.now();
@@ -40,7 +56,11 @@ export class WorkerHandle extends EventEmitter {
   state: WorkerState = 'starting';
   /** Set when we ask it to go (or kill it): its exit is then not a crash. */
   retireReason: Exclude<ExitReason, 'crashed' | 'start-failed'> | undefined;
+  /** Why the process could not be created (EMFILE, ENFILE, EAGAIN...), if it could not. */
+  spawnError: Error | undefined;
   private stderrTail: string[] = [];
+  private settleExit!: (exit: WorkerExit) => void;
+  private released = false;
 
   constructor(
     private readonly addon: Addon,
@@ -49,52 +69,85 @@ export class WorkerHandle extends EventEmitter {
     listeners: Listener[],
   ) {
     super();
-    const scoreboard = addon.createScoreboard();
-    this.scoreboardFd = scoreboard.fd;
-    this.board = new Int32Array(scoreboard.buffer);
-    const extraFds: number[] = [];
-    const sources: WorkerSource[] = [];
-    if (opts.mode === 'dispatch') {
-      const [primaryEnd, workerEnd] = addon.socketpair();
-      this.channel = { primaryEnd, workerEnd };
-      extraFds.push(workerEnd);
-      sources.push({ kind: 'channel', fd: FIRST_EXTRA_FD });
-    } else {
-      for (const l of listeners) {
-        if (l.reusePort) sources.push({ kind: 'reuseport', ...l.reusePort });
-        else sources.push({ kind: 'listener', fd: FIRST_EXTRA_FD + extraFds.push(l.fd) - 1 });
+    this.exited = new Promise((resolve) => (this.settleExit = resolve));
+    // Every resource a start takes can run out (fds, processes, memory): a failure at any
+    // step is a failed start, never an exception out of here, and release() frees whatever
+    // was made before it.
+    try {
+      checkFdHeadroom();
+      const scoreboard = addon.createScoreboard();
+      this.scoreboardFd = scoreboard.fd;
+      this.board = new Int32Array(scoreboard.buffer);
+      const extraFds: number[] = [];
+      const sources: WorkerSource[] = [];
+      if (opts.mode === 'dispatch') {
+        const [primaryEnd, workerEnd] = addon.socketpair();
+        this.channel = { primaryEnd, workerEnd };
+        extraFds.push(workerEnd);
+        sources.push({ kind: 'channel', fd: FIRST_EXTRA_FD });
+      } else {
+        for (const l of listeners) {
+          if (l.reusePort) sources.push({ kind: 'reuseport', ...l.reusePort });
+          else sources.push({ kind: 'listener', fd: FIRST_EXTRA_FD + extraFds.push(l.fd) - 1 });
+        }
       }
+      const config: WorkerConfig = {
+        id,
+        app: opts.app,
+        mode: opts.mode,
+        parentPid: process.pid,
+        sources,
+        listeners: listeners.map(({ info }) => ({ family: info.family, address: info.address, port: info.port, path: info.path })),
+        serverTimeouts: opts.serverTimeouts,
+      };
+      const [file, args] = workerCommand(opts.execArgv);
+      this.child = spawn(file, args, {
+        stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
+        env: { ...process.env, ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
+      });
+    } catch (err) {
+      this.spawnFailed(err as Error);
     }
-    const config: WorkerConfig = {
-      id,
-      app: opts.app,
-      mode: opts.mode,
-      parentPid: process.pid,
-      sources,
-      listeners: listeners.map(({ info }) => ({ family: info.family, address: info.address, port: info.port, path: info.path })),
-      serverTimeouts: opts.serverTimeouts,
-    };
-    this.child = spawn(process.execPath, [...opts.execArgv, WORKER_MAIN], {
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
-      env: { ...process.env, ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
-    });
-    this.child.stderr!.on('data', (chunk: Buffer) => {
-      process.stderr.write(chunk);
-      this.keepStderr(chunk.toString('utf8'));
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
+    const child = this.child;
+    if (child) {
+      // EMFILE/ENFILE/EAGAIN...: spawn() returns a child without a pid and emits 'error' on
+      // the next tick (and no 'exit' ever). Later errors (a kill or send that failed) change
+      // nothing: the exit, when it comes, says what happened.
+      child.on('error', (err) => {
+        if (child.pid === undefined) this.spawnFailed(err);
+      });
+      child.stderr?.on('data', (chunk: Buffer) => {
+        process.stderr.write(chunk);
+        this.keepStderr(chunk.toString('utf8'));
+      });
+      child.once('exit', (code, signal) => {
+        if (this.state === 'exited') return;
         const reason = this.retireReason ?? (this.state === 'starting' ? 'start-failed' : 'crashed');
         this.state = 'exited';
-        resolve({ id, pid: this.pid, code, signal, reason });
+        this.settleExit({ id, pid: this.pid, code, signal, reason });
       });
-    });
+    }
     this.ready = this.handshake(opts.startTimeout);
     this.ready.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
   }
 
+  /** The process could not be created: a failed start, with nothing left running. */
+  private spawnFailed(err: Error): void {
+    if (this.state === 'exited') return;
+    this.spawnError = err;
+    this.state = 'exited';
+    // After EAGAIN Node has set up stdio objects for a process that does not exist.
+    this.child?.stderr?.destroy();
+    try {
+      if (this.child?.connected) this.child.disconnect();
+    } catch {
+      // nothing was connected
+    }
+    this.settleExit({ id: this.id, pid: -1, code: null, signal: null, reason: 'start-failed', error: err });
+  }
+
   get pid(): number {
-    return this.child.pid ?? -1;
+    return this.child?.pid ?? -1;
   }
 
   get stderr(): string {
@@ -107,6 +160,15 @@ export class WorkerHandle extends EventEmitter {
   }
 
   private handshake(timeoutMs: number): Promise<void> {
+    const child = this.child;
+    const spawnFailure = (err: Error) =>
+      new HerdlessError(
+        'ERR_HERDLESS_WORKER_START',
+        `could not start worker ${this.id}: ${err.message}. The pool retries with back-off; free the resource ` +
+          `(raise the fd or process limit) and it recovers by itself.`,
+        { cause: err, errno: (err as NodeJS.ErrnoException).code },
+      );
+    if (!child || this.spawnError) return Promise.reject(spawnFailure(this.spawnError!));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         fail(new HerdlessError('ERR_HERDLESS_WORKER_START', `worker ${this.id} (pid ${this.pid}) was not ready within startTimeout (${timeoutMs} ms)`));
@@ -114,8 +176,7 @@ export class WorkerHandle extends EventEmitter {
       }, timeoutMs);
       const done = () => {
         clearTimeout(timer);
-        this.child.off('message', onMessage);
-        this.child.off('error', onSpawnError);
+        child.off('message', onMessage);
       };
       const fail = (err: Error) => {
         done();
@@ -132,10 +193,9 @@ export class WorkerHandle extends EventEmitter {
           fail(new HerdlessError('ERR_HERDLESS_APP_LOAD', `App module failed to load in worker ${this.id}: ${m.message}${stack}`, { workerStack: m.stack }));
         }
       };
-      const onSpawnError = (err: Error) => fail(new HerdlessError('ERR_HERDLESS_WORKER_START', `could not start a worker: ${err.message}`));
-      this.child.on('message', onMessage);
-      this.child.once('error', onSpawnError);
-      void this.exited.then(({ code, signal }) => {
+      child.on('message', onMessage);
+      void this.exited.then(({ code, signal, error }) => {
+        if (error) return fail(spawnFailure(error));
         // A worker's stderr may still be in flight when 'exit' fires: give it a moment.
         setTimeout(() => {
           const tail = this.stderr ? `; its last stderr lines:\n${this.stderr}` : '';
@@ -151,12 +211,12 @@ export class WorkerHandle extends EventEmitter {
     if (this.state === 'exited') return;
     this.state = 'draining';
     const message: PrimaryMessage = { herdless: 'drain' };
-    if (this.child.connected) this.child.send(message, (err) => err && this.kill('SIGTERM'));
+    if (this.child?.connected) this.child.send(message, (err) => err && this.kill('SIGTERM'));
     else this.kill('SIGTERM');
   }
 
   kill(signal: NodeJS.Signals): void {
-    if (this.state !== 'exited') this.child.kill(signal);
+    if (this.state !== 'exited') this.child?.kill(signal);
   }
 
   /** Connections sent to this worker that it never read (call after it exited). */
@@ -166,10 +226,60 @@ export class WorkerHandle extends EventEmitter {
 
   /** Close our fds for this worker; its scoreboard mapping goes with the garbage collector. */
   release(): void {
-    this.addon.closeFd(this.scoreboardFd);
+    if (this.released) return;
+    this.released = true;
+    if (this.scoreboardFd >= 0) this.addon.closeFd(this.scoreboardFd);
     if (this.channel) {
       this.addon.closeFd(this.channel.primaryEnd);
       this.addon.closeFd(this.channel.workerEnd);
     }
   }
+}
+
+let setpriv: string | null | undefined;
+
+/** setpriv(1) with --pdeathsig (util-linux 2.33 and later), or null. Probed once. */
+function findSetpriv(): string | null {
+  if (setpriv !== undefined) return setpriv;
+  for (const file of SETPRIV_PATHS) {
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+    } catch {
+      continue;
+    }
+    const probe = spawnSync(file, ['--pdeathsig', 'SIGKILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
+    // A probe that could not run (fds or processes short right now) is tried again next time.
+    if (probe.error) return null;
+    setpriv = probe.status === 0 ? file : null;
+    return setpriv;
+  }
+  setpriv = null;
+  return setpriv;
+}
+
+/**
+ * The command that starts a worker. The worker asks the kernel for SIGTERM when the primary
+ * dies (PR_SET_PDEATHSIG), but only once Node has booted and loaded our code: a worker stuck
+ * before that (a slow --require, a blocked disk) would outlive a primary killed meanwhile.
+ * Started through `setpriv --pdeathsig SIGKILL`, it is tied to the primary from before Node
+ * runs (the setting survives exec); the worker then replaces it with SIGTERM for a graceful
+ * end. Without setpriv, the worker's own parent check and watchdog remain.
+ */
+function workerCommand(execArgv: string[]): [string, string[]] {
+  const node = [...execArgv, WORKER_MAIN];
+  const wrapper = findSetpriv();
+  return wrapper ? [wrapper, ['--pdeathsig', 'SIGKILL', '--', process.execPath, ...node]] : [process.execPath, node];
+}
+
+/** Throws EMFILE when fewer than SPAWN_FDS fds are free under RLIMIT_NOFILE. */
+function checkFdHeadroom(): void {
+  const limit = /^Max open files\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'latin1'))?.[1];
+  if (limit === undefined || limit === 'unlimited') return;
+  const open = fs.readdirSync('/proc/self/fd').length;
+  if (Number(limit) - open >= SPAWN_FDS) return;
+  const err: NodeJS.ErrnoException = new Error(`spawn EMFILE (${open} of ${limit} fds open; a worker start needs ${SPAWN_FDS} free)`);
+  err.code = 'EMFILE';
+  err.errno = -24;
+  err.syscall = 'spawn';
+  throw err;
 }

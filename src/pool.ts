@@ -171,8 +171,18 @@ export class Pool extends EventEmitter<PoolEvents> {
       },
       () => w.kill('SIGKILL'),
     );
+    w.once('closed', () => this.onAppClosed(w));
     void w.exited.then((exit) => this.onExit(w, exit));
     return w;
+  }
+
+  /** The app called server.close() in a worker: as in Node, that server takes no more
+   *  connections and the worker leaves once its own are done. A fresh worker takes its place
+   *  at once (this is not a crash). */
+  private onAppClosed(w: WorkerHandle): void {
+    if (w.retireReason !== undefined || this.closing) return;
+    void this.retire(w, 'closed');
+    this.refill();
   }
 
   private onExit(w: WorkerHandle, exit: WorkerExit): void {

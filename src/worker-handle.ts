@@ -27,7 +27,8 @@ const SPAWN_FDS = 32;
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'exited';
 
 export type ExitReason = 'crashed' | 'start-failed' | 'stalled' | RetireReason;
-export type RetireReason = 'scaled-down' | 'reloaded' | 'recycled' | 'resized' | 'shutdown';
+/** 'closed': the app itself called server.close() in the worker. */
+export type RetireReason = 'scaled-down' | 'reloaded' | 'recycled' | 'resized' | 'shutdown' | 'closed';
 
 export interface WorkerExit {
   id: number;
@@ -187,6 +188,10 @@ export class WorkerHandle extends EventEmitter {
         if (m.herdless === 'ready') {
           done();
           this.state = 'ready';
+          // From now on a 'draining' we did not ask for means the app closed its server.
+          child.on('message', (later: unknown) => {
+            if (isWorkerMessage(later) && later.herdless === 'draining' && this.retireReason === undefined) this.emit('closed');
+          });
           resolve();
         } else if (m.herdless === 'load-error') {
           const stack = m.stack ? `\n${m.stack}` : '';

@@ -6,7 +6,7 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { Dispatcher } = require('..');
-const { sleep } = require('./helpers');
+const { get, sleep } = require('./helpers');
 
 const app = require.resolve('./fixtures/pid.js');
 
@@ -61,5 +61,24 @@ describe('draining a busy keep-alive connection', function () {
     assert.equal(responses.length, sent, `${sent} requests sent, ${responses.length} answered`);
     assert.ok(ended, 'the server did not end the connection after Connection: close');
     assert.ok(responses.every((r) => r.body === responses[0].body), 'one connection, one worker');
+  });
+
+  it("server.close() in the app: that worker takes no more connections and leaves, a fresh one takes its place at once, not as a crash", async () => {
+    d = await Dispatcher.start({ min: 1, max: 1, app: require.resolve('./fixtures/closes-server.js'), listen: { port: 0, host: '127.0.0.1' } });
+    const { port } = d.address();
+    const exits = [];
+    const errors = [];
+    d.on('worker-exit', (e) => exits.push(e));
+    d.on('error', (e) => errors.push(e));
+    const [first] = d.workers();
+    const closing = await get(port, '/close');
+    assert.equal(String(closing.body), `closing ${first.pid}`);
+    const { waitFor } = require('./helpers');
+    await waitFor(() => exits.length === 1 && d.workers().length === 1 && d.workers()[0].pid !== first.pid && d.workers()[0].state === 'ready', 5000, 20, 'replaced');
+    assert.equal(exits[0].pid, first.pid);
+    assert.equal(exits[0].reason, 'closed');
+    assert.equal(exits[0].code, 0);
+    for (let i = 0; i < 20; i++) assert.equal(String((await get(port, '/')).body), String(d.workers()[0].pid));
+    assert.deepEqual(errors, []);
   });
 });

@@ -139,7 +139,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     w.ready.then(
       () => {
         if (this.closing) return w.drain('shutdown');
-        if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
+        if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd, w.channel.workerEnd);
         this.emit('worker-start', { id: w.id, pid: w.pid });
       },
       () => w.kill('SIGKILL'),

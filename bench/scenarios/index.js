@@ -8,4 +8,5 @@ module.exports = [
   require('./stalled'),
   require('./ceiling'),
   require('./burst-memory'),
+  require('./stalled').spin, // S5b, listed last so that the numbers of S1..S7 stay put
 ];

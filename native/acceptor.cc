@@ -503,7 +503,8 @@ void Acceptor::Run() {
       if (stopping_) return;
       if (rc > 0) DrainWake();
       for (Worker& w : workers_) w.full = false;
-      steal_ms = StealStep();
+      // Not while fds run out: a record read back then could lose its fds (MSG_CTRUNC).
+      steal_ms = pause == Pause::kFds ? 0 : StealStep();  // 0: look again once resumed
       pause = FlushWaiting() && HasRoom(MonotonicMillis()) ? Pause::kNone : Pause::kBackpressure;
       continue;
     }

@@ -10,7 +10,7 @@ import { HerdlessError, invalidOption } from './errors';
 import { closeListeners, openListeners, type Listener } from './listeners';
 import { normalizeOptions, type DispatcherOptions, type Mode, type NormalizedOptions } from './options';
 import { Pool } from './pool';
-import { readLoop, readScore } from './scoreboard';
+import { readCount, readLoop, readScore } from './scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
 import type { WorkerExit } from './worker-handle';
 
@@ -169,9 +169,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         pid: w.pid,
         state: w.state,
         connectionsReceived: readScore(w.board, 'received'),
-        connectionsOpen: readScore(w.board, 'open'),
+        connectionsOpen: readCount(w.board, 'open'),
         connectionsWaiting: pending[String(w.id)] ?? 0,
-        requestsInFlight: readScore(w.board, 'inFlight'),
+        requestsInFlight: readCount(w.board, 'inFlight'),
         requestsServed: readScore(w.board, 'requests'),
         rejectedFds: readScore(w.board, 'rejected'),
         acceptWakeups: readScore(w.board, 'wakeups'),

@@ -38,7 +38,6 @@ export class Supervisor {
   private stopped = false;
   private quiet = 0;
   private lastAccepted = -1;
-  private lastWakeups = new Map<number, number>();
   private lastLoop = new Map<number, LoopSample>();
   private lastBusyAt = new Map<number, number>();
   private lastRequests = new Map<number, number>();
@@ -75,7 +74,7 @@ export class Supervisor {
 
   /**
    * One tick, then the next: one interval while anything moves; while nothing does (no
-   * worker woke, nothing accepted, nothing starting), twice as long each time up to
+   * connection accepted, no request served or in flight, no loop busy, nothing starting), twice as long each time up to
    * MAX_BACKOFF intervals, so an idle pool wakes the primary a few times a minute. The
    * acceptor calls back on the next connection, and sampling resumes one interval later:
    * the pool still grows within one interval of load arriving.
@@ -132,9 +131,8 @@ export class Supervisor {
     this.lastAccepted = accepted;
     for (const w of ready) {
       const { utilization, busyMs } = this.sampleLoop(w, clock);
-      const wakeups = readScore(w.board, 'loopWakeups');
-      if (wakeups !== this.lastWakeups.get(w.id) || busyMs > 0) changed = true;
-      this.lastWakeups.set(w.id, wakeups);
+      // A loop that woke for its own timers is not load: only work counts as a change.
+      if (busyMs > 0) changed = true;
       if (this.isStalled(w, busyMs, now)) {
         this.pool.kill(w, 'stalled');
         continue;
@@ -159,7 +157,6 @@ export class Supervisor {
       this.lastRequests.delete(id);
       this.silentSince.delete(id);
       this.lastLoop.delete(id);
-      this.lastWakeups.delete(id);
     }
     let shrinkDueIn: number | undefined;
     if (samples.length > this.opts.min) {

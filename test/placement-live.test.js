@@ -150,6 +150,22 @@ describe('placement by loop state, and stealing (real processes)', function () {
     assert.equal((await stuck.c.send('/')).status, 200);
   });
 
+  it('without V8\'s before-call hook (HERDLESS_LOOP_JS_HOOK=0, as on a Node that lacks it) a blocked worker\'s connections are still taken back', async function () {
+    this.timeout(10000);
+    // The check handle alone marks the loop awake only after the poll phase, so a handler
+    // blocking inside it looks asleep: what it is sent is taken back once unread for 20 ms.
+    const port = await startPool({ min: 2, max: 2, env: { HERDLESS_LOOP_JS_HOOK: '0' } });
+    const [stuck, other] = await oneOnEach(port);
+    const stuckDone = stuck.c.send('/wait?ms=1000');
+    await waitFor(() => worker(stuck.pid).requestsInFlight === 1, 2000, 1, 'the stuck worker blocked');
+    const t0 = Date.now();
+    const served = await Promise.all(Array.from({ length: 10 }, () => get(port, '/', { timeout: 3000 })));
+    const took = Date.now() - t0;
+    for (const r of served) assert.equal(Number(r.text), other.pid, `served by ${r.text}; the stuck worker is ${stuck.pid}`);
+    assert.ok(took < 800, `the fast requests took ${took} ms: they waited for the stuck worker`);
+    await stuckDone;
+  });
+
   it('stealAfter: 0 leaves connections with the worker they were sent to', async function () {
     this.timeout(10000);
     const port = await startPool({ min: 2, max: 2, stealAfter: 0 });
@@ -190,7 +206,7 @@ describe('placement by loop state, and stealing (real processes)', function () {
     // and ~30 in the primary (sampling every 200 ms). What remains in a worker is Node's
     // http connection check, once a second (main.ts).
     for (const n of workers) assert.ok(n <= 12, `a worker made ${n} context switches in 3 s idle: ${workers.join(', ')}`);
-    assert.ok(primary <= 15, `the primary made ${primary} context switches in 3 s idle`);
+    assert.ok(primary <= 6, `the primary made ${primary} context switches in 3 s idle`);
 
     // Load arrives: every worker blocked, more waiting. The pool grows within about one
     // interval (the next connection brings the sampling back at once).

@@ -146,7 +146,7 @@ Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   // The worker may already have taken connections from a previous life of the channel
   // (re-dispatch reads them back), so start from what the board says it received.
   w.sent = static_cast<uint32_t>(w.board->Load(kReceived));
-  w.seen_received = w.sent;
+  w.seen_received = w.seen_sent = w.sent;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_.push_back(w);
@@ -293,6 +293,13 @@ placement::WorkerView Acceptor::Observe(Worker& w, bool usable, MonotonicNow now
   if (received != w.seen_received || w.seen_pending <= 0) w.unread_since_us = now.us;
   w.seen_received = received;
   w.seen_pending = v.pending;
+  if (w.sent != w.seen_sent) {
+    w.seen_sent = w.sent;
+    w.sent_at_us = now.us;
+    w.sent_ever = true;
+  }
+  v.sent_at_us = w.sent_at_us;
+  v.sent_ever = w.sent_ever;
   v.usable = usable;
   v.open = w.board->Load(kOpen);
   v.in_flight = w.board->Load(kInFlight);

@@ -40,6 +40,9 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
     uint32_t seen_received = 0;
     int32_t seen_pending = 0;
     uint32_t unread_since_us = 0;
+    uint32_t seen_sent = 0;
+    uint32_t sent_at_us = 0;  // when we saw `sent` grow: the accept thread looks after every round
+    bool sent_ever = false;
   };
 
   enum class Pause { kNone, kBackpressure, kFds };

@@ -2,7 +2,7 @@
 // for test/placement.test.js. Not part of the public API.
 //
 //   workers: [{ awake, sinceUs, sinceMs, pending, open, inFlight, maxConnections,
-//               unreadSinceUs, usable }]   (what a scoreboard and the accept thread hold)
+//               unreadSinceUs, sentAtUs, usable }]   (what a scoreboard and the accept thread hold)
 //   now:     { us, ms }
 //   options: { maxConnections, avoidUs, stealAfterUs, start }
 //   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool] }
@@ -43,6 +43,8 @@ Napi::Value PickForTest(const Napi::CallbackInfo& info) {
     v.loop = (U32(w, "sinceUs") & ~1u) | (w.Get("awake").ToBoolean().Value() ? 1u : 0u);
     v.loop_since_ms = U32(w, "sinceMs", U32(w, "sinceUs") / 1000);
     v.unread_since_us = U32(w, "unreadSinceUs");
+    v.sent_ever = w.Get("sentAtUs").IsNumber();
+    v.sent_at_us = U32(w, "sentAtUs");
   }
   placement::Clock now{U32(now_js, "us"), U32(now_js, "ms", U32(now_js, "us") / 1000)};
   placement::Options o;

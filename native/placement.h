@@ -4,8 +4,11 @@
 //
 // The policy, in order:
 //   1. Free: a loop asleep in the poll phase with nothing waiting for it takes a connection
-//      at once. Free workers win. Among them, the fewest open connections first (keep-alive
-//      clients stay spread for when load rises), then the one that fell asleep last: at light
+//      at once. Free workers win. Among them, one we sent nothing in the last kFreshUs first
+//      (one that has just read a connection is asleep only until its request arrives, and
+//      that request may block: what we send it now would wait behind it), then the fewest
+//      open connections (keep-alive clients stay spread for when load rises), then the one
+//      that fell asleep last: at light
 //      load the same warm worker serves everything and the others stay asleep, so the pool
 //      makes as few wake-ups as one worker needs (concentration), never at the cost of a
 //      busy worker taking what a free one could.
@@ -39,6 +42,8 @@ struct WorkerView {
   uint32_t loop = 0;             // scoreboard: loop state word (bit 0 awake, bits 1..31 µs)
   uint32_t loop_since_ms = 0;    // scoreboard: ms of the last loop state change
   uint32_t unread_since_us = 0;  // primary's own: since when connections wait unread (pending > 0)
+  uint32_t sent_at_us = 0;       // primary's own: when it last sent this worker a connection
+  bool sent_ever = false;        // ... if it ever did
 };
 
 struct Options {
@@ -59,6 +64,7 @@ struct Assessment {
   uint32_t idle_us = 0;  // free only: how long it has been asleep
   int64_t load = 0;      // open + in flight + pending
   int64_t pending = 0;
+  bool fresh = false;    // sent a connection within kFreshUs
   uint64_t held_us = 0;  // awake this long, or its oldest unread connection this old
 };
 
@@ -67,6 +73,7 @@ constexpr uint32_t kFutureSlackUs = 100000;  // a clock read just before the wor
 constexpr uint32_t kWaitBucketUs = 250;      // prompt workers this close count as equal
 constexpr uint32_t kLongSpanMs = 2000;       // past this, durations come from the ms field
 constexpr int32_t kSaneCount = 1 << 24;      // more open connections than any process holds
+constexpr uint32_t kFreshUs = 1000;          // a connection sent this recently has not been served yet
 
 // Microseconds from `since` to `now` (32-bit clocks that wrap). Returns false for a time
 // in the future beyond a little slack.
@@ -114,6 +121,8 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
     return a;
   }
   if (!awake && pending == 0) {
+    uint64_t since_sent = 0;
+    a.fresh = w.sent_ever && Elapsed(now.us, w.sent_at_us, &since_sent) && since_sent < kFreshUs;
     a.tier = Tier::kFree;
     a.idle_us = since_change > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(since_change);
     return a;
@@ -130,6 +139,7 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
 inline bool Better(const Assessment& a, const Assessment& b) {
   switch (a.tier) {
     case Tier::kFree:
+      if (a.fresh != b.fresh) return !a.fresh;
       if (a.load != b.load) return a.load < b.load;
       return a.idle_us < b.idle_us;
     case Tier::kPrompt: {

@@ -8,10 +8,12 @@
       "cflags_cc": ["-std=c++17", "-fstack-protector-strong", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
       "ldflags": ["-pthread", "-Wl,-z,relro,-z,now"],
+      "libraries": ["-ldl"],
       "conditions": [
         ["OS=='linux'", { "sources": [
           "native/errors.cc", "native/listener.cc", "native/channel.cc", "native/scoreboard.cc",
-          "native/acceptor.cc", "native/inbox.cc", "native/process.cc"
+          "native/acceptor.cc", "native/inbox.cc", "native/process.cc",
+          "native/loop-state.cc", "native/placement.cc"
         ], "defines": ["HERDLESS_LINUX=1"] }]
       ]
     }

@@ -25,7 +25,9 @@ constexpr int kBackpressureRetryMs = 2;   // workers free room without telling u
 constexpr int kFdExhaustedRetryMs = 100;  // EMFILE/ENFILE: give the process time to close fds
 constexpr int kErrorRetryMs = 100;        // a whole batch of failed accepts: something is wrong, slow down
 constexpr uint64_t kWakeTag = UINT64_MAX;
-constexpr uint32_t kHeartbeatSlackMs = 40;  // workers beat every 25 ms
+constexpr uint32_t kAvoidUs = 2000;        // a loop awake this long gets nothing while another can take it
+constexpr int kStealRecheckMs = 2;         // a stalled worker holds connections but nobody is free yet
+constexpr size_t kStealMaxRecords = 64;    // per worker per step, like a worker's own read batch
 
 bool IsFdExhaustion(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -50,6 +52,8 @@ void Acceptor::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod<&Acceptor::Dispatch>("dispatch"),
                                         InstanceMethod<&Acceptor::Stats>("stats"),
                                         InstanceMethod<&Acceptor::SetMaxConnections>("setMaxConnections"),
+                                        InstanceMethod<&Acceptor::SetStealAfter>("setStealAfter"),
+                                        InstanceMethod<&Acceptor::WatchActivity>("watchActivity"),
                                     });
   exports.Set("Acceptor", ctor);
 }
@@ -152,17 +156,20 @@ void Acceptor::Wake() {
   }
 }
 
-// addWorker(id, channelFd, scoreboardFd)
+// addWorker(id, channelFd, scoreboardFd, workerEndFd?): workerEndFd, the primary's copy of
+// the worker's end, lets the thread take back what a stalled worker has not read (stealAfter).
 Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Worker w;
   w.id = info[0].As<Napi::Number>().Int32Value();
   w.channel = info[1].As<Napi::Number>().Int32Value();
+  if (info.Length() > 3 && info[3].IsNumber()) w.worker_end = info[3].As<Napi::Number>().Int32Value();
   w.board = MapScoreboardReadOnly(info[2].As<Napi::Number>().Int32Value());
   if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard of worker " + std::to_string(w.id));
   // The worker may already have taken connections from a previous life of the channel
   // (re-dispatch reads them back), so start from what the board says it received.
   w.sent = static_cast<uint32_t>(w.board->Load(kReceived));
+  w.seen_received = w.seen_sent = w.sent;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_.push_back(w);
@@ -231,6 +238,43 @@ Napi::Value Acceptor::SetMaxConnections(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setStealAfter(ms): 0 disables taking connections back.
+Napi::Value Acceptor::SetStealAfter(const Napi::CallbackInfo& info) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    steal_after_us_ = info[0].As<Napi::Number>().Uint32Value() * 1000u;
+  }
+  Wake();
+  return info.Env().Undefined();
+}
+
+// watchActivity(cb): arms a one-shot cb() for the next accepted connection; calling it
+// again re-arms it. watchActivity(null) releases the callback.
+Napi::Value Acceptor::WatchActivity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!info[0].IsFunction()) {
+    if (has_on_activity_) on_activity_.Release();
+    has_on_activity_ = activity_armed_ = false;
+    return env.Undefined();
+  }
+  if (!has_on_activity_) {
+    on_activity_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "herdless.Acceptor.activity", 0, 1);
+    on_activity_.Unref(env);
+    has_on_activity_ = true;
+  }
+  activity_armed_ = true;
+  activity_seen_ = accepted_.load(std::memory_order_relaxed);
+  return env.Undefined();
+}
+
+// Under mutex_, after a round: the first connection since watchActivity() calls back once.
+void Acceptor::NoteActivity() {
+  if (!activity_armed_ || accepted_.load(std::memory_order_relaxed) == activity_seen_) return;
+  activity_armed_ = false;
+  if (has_on_activity_) on_activity_.NonBlockingCall();
+}
+
 Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto num = [&](const std::atomic<uint64_t>& v) {
@@ -241,6 +285,8 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
   out.Set("handedOff", num(handed_off_));
   out.Set("handoffRetries", num(retries_));
   out.Set("redispatched", num(redispatched_));
+  out.Set("stolen", num(stolen_));
+  out.Set("steals", num(steals_));
   out.Set("backpressurePauses", num(backpressure_pauses_));
   out.Set("backpressurePausedMs", num(backpressure_ms_));
   out.Set("fdPauses", num(fd_pauses_));
@@ -256,8 +302,11 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(mutex_);
     out.Set("waiting", Napi::Number::New(env, static_cast<double>(waiting_.size())));
     Napi::Object pending = Napi::Object::New(env);
-    for (const Worker& w : workers_)
-      pending.Set(std::to_string(w.id), w.sent - static_cast<uint32_t>(w.board->Load(kReceived)));
+    for (const Worker& w : workers_) {
+      // The board is the worker's to write: received past sent is nonsense, shown as 0.
+      int32_t p = static_cast<int32_t>(w.sent - static_cast<uint32_t>(w.board->Load(kReceived)));
+      pending.Set(std::to_string(w.id), p < 0 ? 0 : p);
+    }
     out.Set("pendingByWorker", pending);
   }
   return out;
@@ -265,36 +314,105 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
 
 // ---- accept thread -------------------------------------------------------------------
 
-// Least loaded first: connections waiting in the channel, open connections and requests
-// in flight, all read from shared memory. A worker whose event loop has not run for
-// stall_ms_ sorts after every live one, so a blocked worker stops getting connections
-// while any other can take them. Ties go round-robin from next_.
-int Acceptor::PickWorker(uint32_t now, const std::vector<bool>& skip) {
-  int best = -1;
-  int64_t best_load = INT64_MAX;
-  size_t n = workers_.size();
-  for (size_t k = 0; k < n; k++) {
-    size_t i = (next_ + k) % n;
-    const Worker& w = workers_[i];
-    if (w.paused || w.full || skip[i]) continue;
-    int64_t pending = static_cast<int32_t>(w.sent - static_cast<uint32_t>(w.board->Load(kReceived)));
-    int64_t open = w.board->Load(kOpen);
-    if (max_connections_ > 0 && pending + open >= max_connections_) continue;
-    int64_t load = pending + open + w.board->Load(kInFlight);
-    uint32_t silent = now - static_cast<uint32_t>(w.board->Load(kHeartbeat));
-    if (silent < (1u << 31)) {
-      // A loop that missed its heartbeat is busy right now: every 10 ms of silence weighs
-      // like one more connection, so a worker that just started a long task is avoided
-      // before it is declared stalled.
-      if (silent > kHeartbeatSlackMs) load += silent / 10;
-      if (silent > stall_ms_) load += int64_t{1} << 32;
-    }
-    if (load < best_load) {
-      best = static_cast<int>(i);
-      best_load = load;
-    }
+// The policy lives in placement.h (a pure function, unit-tested through pickForTest). Here we
+// only gather what it needs: each worker's board (a few relaxed loads, no syscall) and our
+// own count of what it has not read yet.
+placement::WorkerView Acceptor::Observe(Worker& w, bool usable, MonotonicNow now) {
+  placement::WorkerView v;
+  uint32_t received = static_cast<uint32_t>(w.board->Load(kReceived));
+  v.pending = static_cast<int32_t>(w.sent - received);
+  // Connections unread since: the first send into an empty channel, or the last time the
+  // worker read something (progress), whichever is later.
+  if (received != w.seen_received || w.seen_pending <= 0) w.unread_since_us = now.us;
+  w.seen_received = received;
+  w.seen_pending = v.pending;
+  if (w.sent != w.seen_sent) {
+    w.seen_sent = w.sent;
+    w.sent_at_us = now.us;
+    w.sent_ever = true;
   }
-  return best;
+  v.sent_at_us = w.sent_at_us;
+  v.sent_ever = w.sent_ever;
+  v.usable = usable;
+  v.open = w.board->Load(kOpen);
+  v.in_flight = w.board->Load(kInFlight);
+  v.max_connections = w.board->Load(kMaxConnections);
+  v.loop = static_cast<uint32_t>(w.board->Load(kLoopState));
+  v.loop_since_ms = static_cast<uint32_t>(w.board->Load(kLoopSinceMs));
+  v.unread_since_us = w.unread_since_us;
+  return v;
+}
+
+int Acceptor::PickWorker(uint32_t, const std::vector<bool>& skip) {
+  MonotonicNow now = Monotonic();
+  size_t n = workers_.size();
+  views_.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    Worker& w = workers_[i];
+    views_[i] = Observe(w, !(w.paused || w.full || skip[i]), now);
+  }
+  placement::Options o;
+  o.max_connections = max_connections_;
+  o.avoid_us = steal_after_us_ > 0 && steal_after_us_ < kAvoidUs ? steal_after_us_ : kAvoidUs;
+  return placement::Pick(views_.data(), n, o, {now.us, now.ms}, next_);
+}
+
+// Reads back what worker `index` has not read and hands it to others. Each SEQPACKET record
+// goes to exactly one reader, so a connection is either the worker's or ours, never both;
+// what we read comes off `sent`, so sent - received stays exact. Returns connections taken.
+size_t Acceptor::StealFrom(size_t index) {
+  Worker& w = workers_[index];
+  std::vector<Handoff> taken;
+  uint32_t announced = 0, malformed = 0;
+  int rc = ReceiveHandoffs(w.worker_end, kStealMaxRecords, &taken, &announced, &malformed);
+  (void)rc;  // an error leaves the rest where it is: the worker (or its exit) deals with it
+  w.sent -= announced;
+  if (announced == 0) return 0;
+  steals_.fetch_add(1, std::memory_order_relaxed);
+  stolen_.fetch_add(taken.size(), std::memory_order_relaxed);
+  w.seen_pending = 0;  // re-dated on the next look
+  for (const Handoff& h : taken)
+    if (!Deliver(h)) waiting_.push_back(h);
+  return taken.size();
+}
+
+// Called after every round of the accept thread. Takes connections back from a worker that
+// has held them unread past stealAfter, if another worker is free or prompt to take them.
+// Returns how long epoll_wait may sleep: -1 (forever) unless some worker holds unread
+// connections, so an idle pool costs the thread nothing.
+int Acceptor::StealStep() {
+  if (steal_after_us_ == 0 || workers_.empty()) return -1;
+  MonotonicNow now = Monotonic();
+  size_t n = workers_.size();
+  views_.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    Worker& w = workers_[i];
+    views_[i] = Observe(w, !(w.paused || w.full), now);
+  }
+  placement::Options o;
+  o.max_connections = max_connections_;
+  o.avoid_us = steal_after_us_ < kAvoidUs ? steal_after_us_ : kAvoidUs;
+  placement::Clock clock{now.us, now.ms};
+  int64_t wait_us = -1;
+  for (size_t i = 0; i < n; i++) {
+    const placement::WorkerView& v = views_[i];
+    if (workers_[i].worker_end < 0) continue;
+    uint64_t in = placement::StealIn(v, clock, steal_after_us_);
+    if (in == UINT64_MAX) continue;
+    if (in == 0) {
+      bool taker = false;
+      for (size_t j = 0; j < n && !taker; j++) {
+        if (j == i) continue;
+        placement::Tier t = placement::Assess(views_[j], o, clock).tier;
+        taker = t == placement::Tier::kFree || t == placement::Tier::kPrompt;
+      }
+      if (taker && StealFrom(i) > 0) return 0;  // look again at once: the picture changed
+      in = uint64_t{kStealRecheckMs} * 1000;    // nobody can take them yet
+    }
+    if (wait_us < 0 || static_cast<int64_t>(in) < wait_us) wait_us = static_cast<int64_t>(in);
+  }
+  if (wait_us < 0) return -1;
+  return static_cast<int>((wait_us + 999) / 1000);
 }
 
 bool Acceptor::AnyWorkerIdle() {
@@ -458,6 +576,7 @@ void Acceptor::RunLoop() {
   Pause pause = Pause::kNone;
   Coalescer coalescer;
   uint32_t delay_us = 0;
+  int steal_ms = -1;  // epoll timeout: only while some worker holds connections unread
   for (;;) {
     if (delay_us > 0 && pause == Pause::kNone) {
       timespec ts{0, static_cast<long>(delay_us) * 1000};
@@ -478,10 +597,12 @@ void Acceptor::RunLoop() {
       if (stopping_) return;
       if (rc > 0) DrainWake();
       for (Worker& w : workers_) w.full = false;
+      // Not while fds run out: a record read back then could lose its fds (MSG_CTRUNC).
+      steal_ms = pause == Pause::kFds ? 0 : StealStep();  // 0: look again once resumed
       pause = FlushWaiting() && HasRoom(MonotonicMillis()) ? Pause::kNone : Pause::kBackpressure;
       continue;
     }
-    int n = epoll_wait(epoll_fd_, events, kMaxEvents, -1);
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, steal_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       return ReportFatal(errno, "epoll_wait");
@@ -507,6 +628,9 @@ void Acceptor::RunLoop() {
       }
     }
     if (pause == Pause::kNone && !FlushWaiting()) pause = Pause::kBackpressure;
+    steal_ms = StealStep();
+    NoteActivity();
+    if (pause == Pause::kNone && !waiting_.empty()) pause = Pause::kBackpressure;
     if (pause == Pause::kBackpressure) backpressure_pauses_.fetch_add(1, std::memory_order_relaxed);
     if (pause == Pause::kFds) fd_pauses_.fetch_add(1, std::memory_order_relaxed);
     delay_us = coalescer.After(accepted_.load(std::memory_order_relaxed) - accepted_before);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "channel.h"
+#include "placement.h"
 #include "scoreboard.h"
 
 namespace herdless {
@@ -31,11 +32,19 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
  private:
   struct Worker {
     int id;
-    int channel;        // primary's end of the socketpair (not owned: JS closes it)
+    int channel;           // primary's end of the socketpair (not owned: JS closes it)
+    int worker_end = -1;   // our copy of the worker's end, to take back what it has not read (not owned)
     const Scoreboard* board;  // our own read-only mapping, unmapped on removal
-    uint32_t sent = 0;  // connections sent, compared with board->received
+    uint32_t sent = 0;     // connections sent (less those taken back), compared with board->received
     bool paused = false;
-    bool full = false;  // last send hit EAGAIN; retried after a short pause
+    bool full = false;     // last send hit EAGAIN; retried after a short pause
+    // What we last saw, to date the oldest connection it has not read (our clock, trusted).
+    uint32_t seen_received = 0;
+    int32_t seen_pending = 0;
+    uint32_t unread_since_us = 0;
+    uint32_t seen_sent = 0;
+    uint32_t sent_at_us = 0;  // when we saw `sent` grow: the accept thread looks after every round
+    bool sent_ever = false;
   };
 
   enum class Pause { kNone, kBackpressure, kFds, kErrors };
@@ -49,6 +58,9 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   Napi::Value Dispatch(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value SetMaxConnections(const Napi::CallbackInfo& info);
+  Napi::Value SetStealAfter(const Napi::CallbackInfo& info);
+  Napi::Value WatchActivity(const Napi::CallbackInfo& info);
+  void NoteActivity();
 
   // Accept thread
   void Run();
@@ -60,6 +72,9 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   void SendBatch(size_t worker, uint32_t listener);
   bool FlushWaiting();                   // false: some connections still wait
   int PickWorker(uint32_t now, const std::vector<bool>& skip);
+  placement::WorkerView Observe(Worker& w, bool usable, MonotonicNow now);
+  int StealStep();                       // takes back from stalled workers; returns epoll timeout, ms
+  size_t StealFrom(size_t worker);
   bool HasRoom(uint32_t now);
   bool AnyWorkerIdle();  // nothing waiting for it, no request in flight
   void Wake();
@@ -85,10 +100,18 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   std::vector<std::vector<int>> batches_;  // per worker, filled and emptied within AcceptFrom
   size_t next_ = 0;              // round-robin start for breaking ties
   int32_t max_connections_ = 0;  // per worker; 0 = unlimited
-  uint32_t stall_ms_ = 100;      // a worker whose loop has not run for this long is avoided
+  uint32_t stall_ms_ = 100;      // unused since placement reads the loop state (kept for the constructor's signature)
+  uint32_t steal_after_us_ = 0;  // take back connections a worker has held unread this long; 0 = never
+  std::vector<placement::WorkerView> views_;  // scratch for PickWorker, reused
+  // watchActivity(cb): cb() once, on the next accepted connection (the supervisor sleeps
+  // longer while nothing happens, and wakes at once when load arrives).
+  Napi::ThreadSafeFunction on_activity_;
+  bool has_on_activity_ = false;
+  bool activity_armed_ = false;
+  uint64_t activity_seen_ = 0;
 
   // Counters written by the accept thread, read by stats()
-  std::atomic<uint64_t> accepted_{0}, handed_off_{0}, retries_{0}, redispatched_{0};
+  std::atomic<uint64_t> accepted_{0}, handed_off_{0}, retries_{0}, redispatched_{0}, stolen_{0}, steals_{0};
   std::atomic<uint64_t> dropped_{0};  // closed undelivered: stopped, or no worker had room
   std::atomic<uint64_t> backpressure_ms_{0}, fd_pause_ms_{0}, backpressure_pauses_{0}, fd_pauses_{0};
   std::atomic<uint64_t> accept_errors_[256] = {};

@@ -10,6 +10,8 @@
 
 namespace herdless {
 void InitProcess(Napi::Env env, Napi::Object exports);
+void InitLoopState(Napi::Env env, Napi::Object exports);
+void InitPlacement(Napi::Env env, Napi::Object exports);
 }
 #endif
 
@@ -20,6 +22,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   herdless::InitScoreboard(env, exports);
   herdless::InitInbox(env, exports);
   herdless::InitProcess(env, exports);
+  herdless::InitLoopState(env, exports);
+  herdless::InitPlacement(env, exports);
   herdless::Acceptor::Init(env, exports);
   exports.Set("supported", Napi::Boolean::New(env, true));
 #else

@@ -1,5 +1,7 @@
 // Process-level knobs that Node does not expose.
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -26,12 +28,29 @@ Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
 // watchParent(parentPid, graceMs): the backstop for PR_SET_PDEATHSIG. The SIGTERM it sends
 // is handled by JS, which cannot run while a request blocks the event loop; this thread
 // needs no JS. Once the parent is gone it gives JS `graceMs` to finish, then ends the
-// process. getppid() every 50 ms costs nothing measurable.
+// process. It sleeps in poll() on a pidfd of the parent, so an idle worker is not woken;
+// where pidfd_open is missing (Linux < 5.3) it looks at getppid() every 50 ms.
+void AwaitParentExit(pid_t parent) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, parent, 0));
+  // Still our parent after the open: the pidfd is that process's, not a reused pid's.
+  if (pidfd >= 0 && getppid() == parent) {
+    pollfd p{pidfd, POLLIN, 0};
+    int rc;
+    while ((rc = poll(&p, 1, -1)) < 0 && errno == EINTR) {
+    }
+    ::close(pidfd);
+    if (rc > 0) return;
+    pidfd = -1;  // poll failed: fall back to looking
+  }
+  if (pidfd >= 0) ::close(pidfd);
+  while (getppid() == parent) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
 Napi::Value WatchParent(const Napi::CallbackInfo& info) {
   pid_t parent = static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value());
   int grace_ms = info[1].As<Napi::Number>().Int32Value();
   std::thread([parent, grace_ms] {
-    while (getppid() == parent) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    AwaitParentExit(parent);
     std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms));
     _exit(0);
   }).detach();

@@ -52,6 +52,13 @@ uint32_t MonotonicMillis() {
   return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000);
 }
 
+MonotonicNow Monotonic() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall
+  uint64_t us = static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+  return {static_cast<uint32_t>(us), static_cast<uint32_t>(us / 1000)};
+}
+
 namespace {
 
 // The ArrayBuffer owns the mapping from here on; if it cannot be made, the mapping goes now.

@@ -17,14 +17,21 @@ enum ScoreField : int {
   kOpen = 1,          // connections open in the worker now
   kInFlight = 2,      // requests being handled now
   kRequests = 3,      // requests served (wraps)
-  kHeartbeat = 4,     // CLOCK_MONOTONIC milliseconds (low 32 bits) when the loop last ran
+  // 4: unused since the loop state (12..15) replaced the 25 ms heartbeat; kept free so the
+  // other indices stay put.
   kWakeups = 5,       // herd/reuseport: times the worker woke to accept
   kEmptyWakeups = 6,  // ... and found nothing
   kRejected = 7,      // hand-off records that were malformed or lost fds (MSG_CTRUNC)
   kUtilization = 8,   // event-loop utilisation over the last ~100 ms, per mille
-  kRssKb = 9,         // resident set size in KiB, refreshed every second
+  kRssKb = 9,         // resident set size in KiB, refreshed at most once a second while the loop runs
   kMaxConnections = 10,  // the app server's maxConnections (0: none): a cap for the dispatcher
   kFdRoomStalls = 11,    // times the worker stopped reading its channel near its fd limit
+  // The worker's event loop, written by native/loop-state.cc (no timer: a store per wake-up):
+  kLoopState = 12,   // bit 0: 1 = awake (running callbacks), 0 = asleep in the poll phase;
+                     // bits 1..31: CLOCK_MONOTONIC microseconds (low 32 bits) of that change
+  kBusyMicros = 13,  // microseconds the loop has spent awake, updated as it falls asleep (wraps)
+  kLoopWakeups = 14, // times the loop woke from sleep (wraps)
+  kLoopSinceMs = 15, // CLOCK_MONOTONIC milliseconds (low 32 bits) of the last change: long spans
   kFieldCount = 16,   // 64 bytes: one cache line per worker
 };
 
@@ -48,6 +55,13 @@ const Scoreboard* MapScoreboardReadOnly(int fd);
 void UnmapScoreboard(const Scoreboard* board);
 
 uint32_t MonotonicMillis();
+
+// Both clocks from one reading, as the loop state stores them.
+struct MonotonicNow {
+  uint32_t us;  // low 32 bits of CLOCK_MONOTONIC microseconds (wraps every ~71 minutes)
+  uint32_t ms;  // low 32 bits of CLOCK_MONOTONIC milliseconds
+};
+MonotonicNow Monotonic();
 
 void InitScoreboard(Napi::Env env, Napi::Object exports);
 

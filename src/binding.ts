@@ -29,6 +29,10 @@ export interface AcceptorStats {
   handedOff: number;
   handoffRetries: number;
   redispatched: number;
+  /** Connections taken back from a worker that held them unread past stealAfter. */
+  stolen: number;
+  /** Times that happened (each takes back one or more connections). */
+  steals: number;
   backpressurePauses: number;
   backpressurePausedMs: number;
   fdPauses: number;
@@ -44,12 +48,17 @@ export interface NativeAcceptor {
   start(): void;
   /** Joins the thread; returns how many accepted connections could not be handed off. */
   stop(): number;
-  addWorker(id: number, channelFd: number, scoreboardFd: number): void;
+  /** workerEndFd: the primary's copy of the worker's end, to take back what it has not read. */
+  addWorker(id: number, channelFd: number, scoreboardFd: number, workerEndFd?: number): void;
   removeWorker(id: number): boolean;
   pauseWorker(id: number, paused: boolean): void;
   /** Queues re-dispatched connections; with the thread gone, delivers or closes each now (returns how many were closed). */
   dispatch(handoffs: number[]): number;
   setMaxConnections(max: number): void;
+  /** Take back connections a worker has held unread this long (ms); 0 disables. */
+  setStealAfter(ms: number): void;
+  /** cb() once on the next accepted connection; call again to re-arm; null releases it. */
+  watchActivity(cb: (() => void) | null): void;
   stats(): AcceptorStats;
 }
 
@@ -77,6 +86,14 @@ export interface Addon {
   monotonicMillis(): number;
   /** False where the runtime refuses ArrayBuffers over foreign memory (V8 sandbox). */
   externalBuffersAllowed(): boolean;
+  /** Publish this process's event-loop state into its scoreboard (worker only, once). */
+  watchLoop(scoreboardFd: number, useJsHook?: boolean): { jsHook: boolean };
+  /** The placement policy as a pure function (native/placement.h); for tests. */
+  pickForTest(
+    workers: Record<string, number | boolean>[],
+    now: { us: number; ms?: number },
+    options?: { maxConnections?: number; avoidUs?: number; stealAfterUs?: number; start?: number },
+  ): { pick: number; tiers: string[]; steal: boolean[] };
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
   /** Exit `graceMs` after the parent is gone, even if JS is blocked. */

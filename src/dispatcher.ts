@@ -10,11 +10,11 @@ import { HerdlessError, invalidOption } from './errors';
 import { closeListeners, openListeners, type Listener } from './listeners';
 import { normalizeOptions, type DispatcherOptions, type Mode, type NormalizedOptions } from './options';
 import { Pool } from './pool';
-import { readScore } from './scoreboard';
+import { readCount, readLoop, readScore } from './scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
 import type { WorkerExit } from './worker-handle';
 
-/** A worker whose event loop has not run for this long gets no new connections while another can take them. */
+/** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
 const STALL_MS = 100;
 const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
 
@@ -24,6 +24,8 @@ export interface WorkerStats {
   state: string;
   connectionsReceived: number;
   connectionsOpen: number;
+  /** dispatch mode: connections sent to it that it has not read yet. */
+  connectionsWaiting: number;
   requestsInFlight: number;
   requestsServed: number;
   /** Hand-off records that were malformed or lost fds to the kernel (MSG_CTRUNC). */
@@ -33,6 +35,12 @@ export interface WorkerStats {
   /** herd/reuseport: times the worker woke to accept, and how often it found nothing. */
   acceptWakeups: number;
   emptyWakeups: number;
+  /** Its event loop: asleep in the poll phase (free to take a connection at once), or awake. */
+  loopAwake: boolean;
+  /** How long the loop has been awake, ms (0 while asleep). */
+  loopBusyMs: number;
+  /** Times the loop woke from sleep. */
+  loopWakeups: number;
 }
 
 export interface DispatcherStats {
@@ -42,6 +50,9 @@ export interface DispatcherStats {
     handedOff: number;
     handoffRetries: number;
     redispatched: number;
+    /** Connections taken back from a worker whose loop stayed busy past stealAfter, and given to another. */
+    stolen: number;
+    steals: number;
     acceptErrors: Record<string, number>;
     backpressurePauses: number;
     backpressurePausedMs: number;
@@ -125,6 +136,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         acceptor = new addon.Acceptor(fds, opts.maxConnectionsPerWorker, STALL_MS, (err) => {
           self?.report(acceptError(err as Error & { listener?: number }, listeners));
         });
+        acceptor.setStealAfter(opts.stealAfter);
         pool = new Pool(addon, opts, listeners, acceptor);
         await pool.start();
         self = new Dispatcher(addon, opts, listeners, acceptor, pool);
@@ -189,22 +201,32 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   stats(): DispatcherStats {
-    const workers: WorkerStats[] = [...this.pool.workers.values()].map((w) => ({
-      id: w.id,
-      pid: w.pid,
-      state: w.state,
-      connectionsReceived: readScore(w.board, 'received'),
-      connectionsOpen: readScore(w.board, 'open'),
-      requestsInFlight: readScore(w.board, 'inFlight'),
-      requestsServed: readScore(w.board, 'requests'),
-      rejectedFds: readScore(w.board, 'rejected'),
-      fdRoomStalls: readScore(w.board, 'fdRoomStalls'),
-      acceptWakeups: readScore(w.board, 'wakeups'),
-      emptyWakeups: readScore(w.board, 'emptyWakeups'),
-    }));
+    const clock = this.addon.monotonicMillis();
+    const acceptorStats = this.acceptor?.stats();
+    const pending = acceptorStats?.pendingByWorker ?? {};
+    const workers: WorkerStats[] = [...this.pool.workers.values()].map((w) => {
+      const loop = readLoop(w.board, clock);
+      return {
+        id: w.id,
+        pid: w.pid,
+        state: w.state,
+        connectionsReceived: readScore(w.board, 'received'),
+        connectionsOpen: readCount(w.board, 'open'),
+        connectionsWaiting: pending[String(w.id)] ?? 0,
+        requestsInFlight: readCount(w.board, 'inFlight'),
+        requestsServed: readScore(w.board, 'requests'),
+        rejectedFds: readScore(w.board, 'rejected'),
+        fdRoomStalls: readScore(w.board, 'fdRoomStalls'),
+        acceptWakeups: readScore(w.board, 'wakeups'),
+        emptyWakeups: readScore(w.board, 'emptyWakeups'),
+        loopAwake: loop.awake,
+        loopBusyMs: loop.awake ? loop.forMs : 0,
+        loopWakeups: loop.wakeups,
+      };
+    });
     let dispatcher: DispatcherStats['dispatcher'];
-    if (this.acceptor) {
-      const { pendingByWorker: _unused, ...rest } = this.acceptor.stats();
+    if (acceptorStats) {
+      const { pendingByWorker: _unused, ...rest } = acceptorStats;
       dispatcher = rest;
     } else {
       // Herd modes: the workers accept; their counts are the only ones there are.
@@ -214,6 +236,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         handedOff: 0,
         handoffRetries: 0,
         redispatched: 0,
+        stolen: 0,
+        steals: 0,
         acceptErrors: {},
         backpressurePauses: 0,
         backpressurePausedMs: 0,

@@ -54,6 +54,11 @@ export interface DispatcherOptions {
   maxMemory?: number;
   /** Replace a worker whose event loop has been blocked this long, ms (default off). */
   stallTimeout?: number;
+  /**
+   * Take back connections a worker has not read after its loop has been busy (or has not
+   * picked them up) for this long, ms, and hand them to a free worker (default 5; 0 = never).
+   */
+  stealAfter?: number;
   /** Serve Prometheus metrics and a /healthz readiness endpoint from the primary. */
   metrics?: { port: number; host?: string };
   /** Passed to each worker's http server (ms). */
@@ -82,9 +87,18 @@ export interface NormalizedOptions {
   maxRequestsPerWorker: number;
   maxMemory: number;
   stallTimeout: number;
+  stealAfter: number;
   /** Only what the user set: an app's own server settings win otherwise. */
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
 }
+
+/**
+ * A healthy loop rarely stays busy past a few ms (a young-generation GC takes 1-2 ms, a batch
+ * of 64 new connections 2-5 ms); one that does is running a long handler, a major GC or a
+ * synchronous call, and whatever waits in its channel waits for all of it. 5 ms leaves a
+ * healthy worker time to read what it was sent, and costs a waiting client little.
+ */
+export const DEFAULT_STEAL_AFTER_MS = 5;
 
 const MODES: readonly Mode[] = ['dispatch', 'herd', 'reuseport'];
 
@@ -212,6 +226,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     maxRequestsPerWorker: intOption('maxRequestsPerWorker', o.maxRequestsPerWorker, 0, 1),
     maxMemory: intOption('maxMemory', o.maxMemory, 0, 1),
     stallTimeout: intOption('stallTimeout', o.stallTimeout, 0, 1),
+    stealAfter: intOption('stealAfter', o.stealAfter, DEFAULT_STEAL_AFTER_MS, 0, 60_000),
     app,
     listen,
     min,

@@ -161,7 +161,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         if (this.closing) return w.drain('shutdown');
         this.spawnFailures = 0;
         try {
-          if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
+          if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd, w.channel.workerEnd);
         } catch (err) {
           // Cannot take connections (mmap failed): it goes like a crash and is replaced.
           w.kill('SIGKILL');

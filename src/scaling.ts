@@ -66,7 +66,15 @@ export type ScaleDecision =
   | { action: 'grow'; count: number; reason: string }
   | { action: 'shrink'; worker: number; reason: string };
 
-export function decideScale(s: PoolSample, cfg: ScaleConfig): ScaleDecision {
+/** What a worker reports is untrusted: clamp it to what is possible. */
+function sane(w: WorkerSample): WorkerSample {
+  const count = (n: number) => (Number.isFinite(n) && n > 0 ? Math.floor(n) : 0);
+  const u = Number.isFinite(w.utilization) ? Math.min(1, Math.max(0, w.utilization)) : 0;
+  return { ...w, utilization: u, inFlight: count(w.inFlight), open: count(w.open), pending: count(w.pending) };
+}
+
+export function decideScale(input: PoolSample, cfg: ScaleConfig): ScaleDecision {
+  const s = { ...input, workers: input.workers.map(sane) };
   const size = s.workers.length;
   const planned = size + s.starting;
   if (planned < s.min) return { action: 'grow', count: s.min - planned, reason: 'below min' };

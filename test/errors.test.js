@@ -68,6 +68,8 @@ describe('start errors', function () {
     ['negative scale.idleTimeout', { min: 1, app, listen: local, scale: { idleTimeout: -1 } }, 'scale.idleTimeout'],
     ['unknown scale key', { min: 1, app, listen: local, scale: { idle: 5 } }, 'scale.idle'],
     ['maxConnectionsPerWorker 0', { min: 1, app, listen: local, maxConnectionsPerWorker: 0 }, 'maxConnectionsPerWorker'],
+    ['negative stealAfter', { min: 1, app, listen: local, stealAfter: -1 }, 'stealAfter'],
+    ['fractional stealAfter', { min: 1, app, listen: local, stealAfter: 2.5 }, 'stealAfter'],
     ['reuseport on a unix socket', { min: 1, app, listen: { path: '/tmp/herdless-x.sock' }, mode: 'reuseport' }, 'mode'],
   ];
   for (const [what, options, option] of invalid) {

@@ -49,6 +49,7 @@ describe('metrics', function () {
       ['herdless_connections_handed_off_total', 'counter'],
       ['herdless_connections_redispatched_total', 'counter'],
       ['herdless_connections_dropped_total', 'counter'],
+      ['herdless_connections_stolen_total', 'counter'],
       ['herdless_accept_errors_total', 'counter'],
       ['herdless_backpressure_pauses_total', 'counter'],
       ['herdless_workers', 'gauge'],

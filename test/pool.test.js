@@ -137,11 +137,16 @@ describe('pool: sizing and worker life cycle', function () {
 
     assert.equal(await d.resize(3), 3);
     assert.equal(d.size, 3);
+    // A worker still finishing its start-up (loop awake) is passed over while others are free.
+    await waitFor(() => d.stats().workers.every((w) => !w.loopAwake), 3000, 5, 'every worker asleep');
     assert.equal(d.workers().filter((w) => w.state === 'ready').length, 3);
     assert.deepEqual(scales.at(-1), { from: 1, to: 3, reason: scales.at(-1).reason });
-    // All three serve.
+    // All three serve. (Sequential requests may all go to one worker: a free worker that
+    // fell asleep last is preferred, so light load wakes as few workers as it needs.
+    // Concurrent ones that each hold a worker spread.)
     const served = new Set();
-    for (let i = 0; i < 30; i++) served.add((await get(port, '/')).body);
+    const concurrent = await Promise.all(Array.from({ length: 9 }, () => get(port, '/slow?ms=300')));
+    for (const r of concurrent) served.add(r.body);
     assert.equal(served.size, 3, `served by ${[...served]}`);
 
     assert.equal(await d.resize(1), 1);
@@ -186,6 +191,9 @@ describe('pool: sizing and worker life cycle', function () {
           return conn.buf.split('\r\n\r\n')[1];
         };
       });
+    // Both loops asleep (the new worker's start-up done): then two connections spread, by
+    // open connections. (A worker still busy starting would be passed over.)
+    await waitFor(() => d.stats().workers.every((w) => !w.loopAwake), 3000, 5, 'both workers asleep');
     const a = await open();
     const b = await open();
     cleanups.push(() => {

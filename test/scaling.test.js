@@ -52,6 +52,14 @@ describe('scaling policy: decideScale()', function () {
     assert.equal(d.count, 3);
   });
 
+  it('untrusted samples: nonsense from one worker neither grows the pool while another idles, nor counts as a huge queue', () => {
+    // One worker says it is saturated with 2^31 connections waiting; the other is idle.
+    const liar = w(0, { utilization: 7, inFlight: -3, open: 2 ** 31, pending: Infinity });
+    assert.deepEqual(decideScale(sample({ max: 8, workers: [liar, w(1, { idleFor: 0 })] }), cfg), { action: 'none' });
+    // Even alone, negative counts and NaN read as 0: no growth from nonsense alone.
+    assert.deepEqual(decideScale(sample({ max: 8, workers: [w(0, { utilization: NaN, open: -5, pending: -5 })] }), cfg), { action: 'none' });
+  });
+
   it('caps growth at max', () => {
     const d = decideScale(sample({ max: 4, workers: [busy(0, 10), busy(1, 10)] }), cfg);
     assert.equal(d.action, 'grow');

@@ -5,8 +5,9 @@
 // waiting for wrk.
 const http = require('node:http');
 
-function start(url, { concurrency, ms }) {
-  const target = `${url.replace(/\/$/, '')}/block?ms=${ms}`;
+/** spin: burn the CPU for `ms` (a busy loop) instead of sleeping in Atomics.wait. */
+function start(url, { concurrency, ms, spin = false }) {
+  const target = `${url.replace(/\/$/, '')}/block?ms=${ms}${spin ? '&spin=1' : ''}`;
   const state = { running: true, completed: 0, errors: 0 };
   const one = () =>
     new Promise((resolve) => {

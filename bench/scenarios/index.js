@@ -11,4 +11,5 @@ module.exports = [
   require('./streamed'),
   require('./storm'),
   require('./hop-cost'),
+  require('./stalled').spin, // S5b, listed last so that the numbers of S1..S7 stay put
 ];

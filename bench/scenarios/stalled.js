@@ -3,6 +3,11 @@
 // requests keep arriving. A balancer that sends connections to stalled workers makes fast
 // requests wait behind slow ones; that shows in the fast requests' p99 and max. The fast
 // requests are timed raw by lib/latency-client.js (see there why not wrk).
+//
+// Two variants: 'stalled' blocks in Atomics.wait (no CPU used, as a synchronous file or
+// child-process call blocks: placement alone shows), 'stalled-spin' burns the CPU for the
+// same 200 ms (on 2 cores the two blocked workers then take most of the CPU from everyone,
+// and scheduling delay sets a floor that no placement removes).
 const chart = require('../lib/chart');
 const blocker = require('../lib/blocker');
 const client = require('../lib/latency-client');
@@ -22,8 +27,8 @@ const METRICS = [
   { key: 'blocked', label: 'slow requests done', get: (s) => s.blocked.completed, digits: 0 },
 ];
 
-async function measure(inst, seconds) {
-  const b = blocker.start(inst.url('/'), BLOCK);
+async function measure(inst, seconds, spin) {
+  const b = blocker.start(inst.url('/'), { ...BLOCK, spin });
   await c.sleep(BLOCK.ms); // let the stalls begin before measuring
   let fast;
   let blocked;
@@ -36,12 +41,13 @@ async function measure(inst, seconds) {
   return { fast, blocked };
 }
 
-module.exports = {
-  id: 'stalled',
-  title: 'S5 · Stalled workers',
+const variant = ({ id, title, spin, file }) => ({
+  id,
+  title,
   about:
-    `${WORKERS} workers. In the background ${BLOCK.concurrency} clients in a loop request /block?ms=${BLOCK.ms}, ` +
-    `each on a new connection, which holds a worker's event loop for ${BLOCK.ms} ms. Meanwhile ${FAST.concurrency} ` +
+    `${WORKERS} workers. In the background ${BLOCK.concurrency} clients in a loop request /block?ms=${BLOCK.ms}${spin ? '&spin=1' : ''}, ` +
+    `each on a new connection, which holds a worker's event loop for ${BLOCK.ms} ms ` +
+    `(${spin ? 'a busy loop, burning the CPU' : 'in Atomics.wait, using no CPU'}). Meanwhile ${FAST.concurrency} ` +
     'clients send fast requests, one connection each, timed from connect to the end of the response.',
   // nginx has no way to hold a worker's event loop from its config.
   contenders: ['dispatch', 'herd', 'reuseport', 'cluster-rr', 'cluster-none'],
@@ -56,7 +62,7 @@ module.exports = {
         cost: p.seconds + 0.5,
         warmupCost: p.warmup + 0.5,
         warmup: p.warmup ? (inst) => client.run({ url: inst.url('/'), concurrency: FAST.concurrency, seconds: p.warmup }) : null,
-        measure: (inst) => measure(inst, p.seconds),
+        measure: (inst) => measure(inst, p.seconds, spin),
       }),
     );
     const comparison = c.compare(samples, METRICS);
@@ -70,9 +76,9 @@ module.exports = {
       tables: [c.metricTable(`${WORKERS} workers, ${BLOCK.concurrency} stalling clients`, list, comparison, METRICS)],
       charts: [
         {
-          file: 's5-stalled.svg',
+          file,
           spec: chart.bars({
-            title: 'Fast requests beside stalled workers: p99 latency, ms (median, min–max)',
+            title: `Fast requests beside ${spin ? 'spinning' : 'stalled'} workers: p99 latency, ms (median, min–max)`,
             yTitle: 'p99 ms',
             order: list.map((x) => x.label),
             rows: c.barRows(list, comparison, 'p99', 'p99'),
@@ -80,11 +86,14 @@ module.exports = {
         },
       ],
       goals: [
-        c.goal('S5: cluster SCHED_RR fast p99 over dispatch fast p99', over('cluster-rr'), 5, '>='),
-        c.goal('S5: herdless reuseport fast p99 over dispatch fast p99', over('reuseport'), 5, '>='),
+        c.goal(`${title.split(' ')[0]}: cluster SCHED_RR fast p99 over dispatch fast p99`, over('cluster-rr'), 5, '>='),
+        c.goal(`${title.split(' ')[0]}: herdless reuseport fast p99 over dispatch fast p99`, over('reuseport'), 5, '>='),
       ],
       raw: Object.fromEntries(samples),
       summary: c.strip(comparison),
     };
   },
-};
+});
+
+module.exports = variant({ id: 'stalled', title: 'S5 · Stalled workers', spin: false, file: 's5-stalled.svg' });
+module.exports.spin = variant({ id: 'stalled-spin', title: 'S5b · Stalled workers, CPU-bound', spin: true, file: 's5b-stalled-spin.svg' });

@@ -25,6 +25,7 @@ Pool:
       --max-memory <bytes> recycle a worker past this RSS (suffix k, m or g allowed)
       --max-connections <n> per worker, then connections wait in the backlog
       --stall-timeout <ms> replace a worker whose event loop is blocked this long
+      --steal-after <ms>   take back connections a busy worker has not read (default 5, 0 = never)
       --start-timeout <ms> --backlog <n>
       --idle-timeout <ms>  retire a surplus worker idle this long (scale.idleTimeout)
       --scale-interval <ms>
@@ -53,6 +54,7 @@ const FLAGS = {
   'max-memory': { type: 'string' },
   'max-connections': { type: 'string' },
   'stall-timeout': { type: 'string' },
+  'steal-after': { type: 'string' },
   'start-timeout': { type: 'string' },
   backlog: { type: 'string' },
   'idle-timeout': { type: 'string' },
@@ -123,6 +125,7 @@ export function parseCli(argv: string[]): CliArgs {
     maxMemory: bytes('max-memory', v['max-memory']),
     maxConnectionsPerWorker: int('max-connections', v['max-connections']),
     stallTimeout: int('stall-timeout', v['stall-timeout']),
+    stealAfter: int('steal-after', v['steal-after']),
     startTimeout: int('start-timeout', v['start-timeout']),
     backlog: int('backlog', v.backlog),
     headersTimeout: int('headers-timeout', v['headers-timeout']),

@@ -6,7 +6,6 @@
  * SIGTERM, or the primary vanishing): stop taking connections, let open ones finish, exit.
  */
 import * as net from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { loadAddon, type NativeInbox } from '../binding';
 import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type WorkerConfig, type WorkerMessage } from '../protocol';
 import { Score } from '../scoreboard';
@@ -15,9 +14,6 @@ import { attachListenHandle, ListenHandleError } from './listen-handle';
 import { loadApp, AppLoadError } from './load-app';
 import { state } from './state';
 
-const HEARTBEAT_MS = 25;
-const UTILIZATION_MS = 100;
-const RSS_MS = 1000;
 const ORPHAN_DEADLINE_MS = 800; // the primary is gone: finish quickly, within a second
 const DRAIN_POLL_MS = 50;
 const KEEPALIVE_GRACE_MS = 500;
@@ -42,20 +38,10 @@ addon.raiseFdLimit();
 state.id = config.id;
 const boardBuffer = addon.mapScoreboard(SCOREBOARD_FD);
 const board = new Int32Array(boardBuffer);
-const heartbeat = () => Atomics.store(board, Score.heartbeat, addon.monotonicMillis() | 0);
-heartbeat();
-setInterval(heartbeat, HEARTBEAT_MS).unref();
-// Load figures for the pool's sizing policy. A blocked loop publishes nothing: the primary
-// reads a stale heartbeat as "fully busy".
-let elu = performance.eventLoopUtilization();
-setInterval(() => {
-  const now = performance.eventLoopUtilization();
-  Atomics.store(board, Score.utilization, Math.round(performance.eventLoopUtilization(now, elu).utilization * 1000));
-  elu = now;
-}, UTILIZATION_MS).unref();
-const publishRss = () => Atomics.store(board, Score.rssKb, Math.round(process.memoryUsage.rss() / 1024));
-publishRss();
-setInterval(publishRss, RSS_MS).unref();
+// The loop's state (asleep in poll, or awake since t), its busy time and RSS reach the
+// scoreboard from native prepare/check handles (native/loop-state.cc): no timer, so an idle
+// worker sleeps. The primary derives utilisation and stalls from them.
+addon.watchLoop(SCOREBOARD_FD, process.env.HERDLESS_LOOP_JS_HOOK !== '0');
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send!(message);

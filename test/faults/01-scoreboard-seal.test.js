@@ -55,6 +55,10 @@ describe('fault 1: a worker truncating its scoreboard memfd', function () {
     const mine = scoreboardMappings(primary.pid);
     assert.equal(mine.length, 4, mine.join(' '));
     assert.ok(mine.every((perm) => perm === 'r--s'), `primary maps ${mine.join(' ')}`);
-    for (const w of stats.workers) assert.deepEqual(scoreboardMappings(w.pid), ['rw-s']);
+    // A worker maps its own page read-write (its JS view, and the native loop-state writer).
+    for (const w of stats.workers) {
+      const maps = scoreboardMappings(w.pid);
+      assert.ok(maps.length >= 1 && maps.every((perm) => perm === 'rw-s'), `worker maps ${maps.join(' ')}`);
+    }
   });
 });

@@ -63,7 +63,7 @@ describe('fault 5: connections read back from a worker after close() stopped the
     const { dispatcher } = d.stats();
     assert.equal(dispatcher.redispatched, 6, JSON.stringify(dispatcher));
     assert.equal(dispatcher.dropped, 6, JSON.stringify(dispatcher));
-    assert.equal(dispatcher.handedOff + dispatcher.waiting + dispatcher.dropped, dispatcher.accepted + dispatcher.redispatched);
+    assert.equal(dispatcher.handedOff + dispatcher.waiting + dispatcher.dropped, dispatcher.accepted + dispatcher.redispatched + dispatcher.stolen);
 
     for (const c of clients) c.socket.destroy();
     await assertNoChildren();

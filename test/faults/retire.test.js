@@ -44,7 +44,9 @@ describe('faults: connections sent to a retiring worker (fault 6)', function () 
     assert.equal(done.text, String(blocked.pid), 'the blocked request itself completes');
     await retiring;
     const stats = (await call('stats')).stats;
-    assert.ok(stats.dispatcher.redispatched >= n, `redispatched ${stats.dispatcher.redispatched}`);
+    // Handed on at drain, or taken back earlier because the worker's loop stayed busy.
+    const { redispatched, stolen } = stats.dispatcher;
+    assert.ok(redispatched + stolen >= n, `redispatched ${redispatched}, stolen ${stolen}`);
     assert.ok(running(pid));
     assertAllOk(await hammer(10, 2, () => get(port)));
     await waitFor(() => fdCount(pid) === before, 5000).catch(() => assert.fail(`primary fds ${fdCount(pid)} != ${before}`));

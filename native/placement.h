@@ -1,0 +1,214 @@
+// Placement: which worker gets the next connection, as a pure function of what the accept
+// thread sees (each worker's scoreboard, plus what the primary itself sent) and the time.
+// Header-only so that the accept thread and a test binding (pickForTest) run the same code.
+//
+// The policy, in order:
+//   1. Free: a loop asleep in the poll phase with nothing waiting for it takes a connection
+//      at once. Free workers win. Among them, one we sent nothing in the last kFreshUs first
+//      (one that has just read a connection is asleep only until its request arrives, and
+//      that request may block: what we send it now would wait behind it), then the fewest
+//      open connections (keep-alive clients stay spread for when load rises), then the one
+//      that fell asleep last: at light
+//      load the same warm worker serves everything and the others stay asleep, so the pool
+//      makes as few wake-ups as one worker needs (concentration), never at the cost of a
+//      busy worker taking what a free one could.
+//   2. Prompt: awake for at most `avoid_us`, or asleep with connections just sent. The fewest
+//      connections already waiting first (each is work of unknown length ahead of ours: one
+//      may be a request that blocks for seconds), then how long the next connection would
+//      wait (time awake, or since its oldest unread connection), then load; ties go
+//      round-robin from `start`.
+//   3. Slow: awake (or not reading) past `avoid_us`. Gets a connection only while no free or
+//      prompt worker can take it; the one that has held its loop the shortest first.
+//   4. Suspect: a scoreboard that says nonsense (received past sent, negative counts, a time
+//      in the future). Every value a worker writes is untrusted: a worker that lies must not
+//      attract connections, so it comes last, and never while a connection cap applies
+//      (its counts cannot prove it has room).
+// A worker at its cap (maxConnectionsPerWorker, or its server's own maxConnections) gets
+// nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace herdless {
+namespace placement {
+
+struct WorkerView {
+  bool usable = true;            // not paused, not full, not already tried (the caller's view)
+  int32_t pending = 0;           // sent - received, as the primary computes it (< 0: nonsense)
+  int32_t open = 0;              // scoreboard: connections open
+  int32_t in_flight = 0;         // scoreboard: requests in flight
+  int32_t max_connections = 0;   // scoreboard: the server's own maxConnections, 0 = none
+  uint32_t loop = 0;             // scoreboard: loop state word (bit 0 awake, bits 1..31 µs)
+  uint32_t loop_since_ms = 0;    // scoreboard: ms of the last loop state change
+  uint32_t unread_since_us = 0;  // primary's own: since when connections wait unread (pending > 0)
+  uint32_t sent_at_us = 0;       // primary's own: when it last sent this worker a connection
+  bool sent_ever = false;        // ... if it ever did
+};
+
+struct Options {
+  int32_t max_connections = 0;  // per worker (maxConnectionsPerWorker), 0 = none
+  uint32_t avoid_us = 2000;     // awake longer than this: slow
+};
+
+struct Clock {
+  uint32_t us;
+  uint32_t ms;
+};
+
+enum class Tier : int { kFree = 0, kPrompt = 1, kSlow = 2, kSuspect = 3, kNone = 4 };
+
+struct Assessment {
+  Tier tier = Tier::kNone;
+  uint64_t wait_us = 0;  // how long the next connection would wait, roughly
+  uint32_t idle_us = 0;  // free only: how long it has been asleep
+  int64_t load = 0;      // open + in flight + pending
+  int64_t pending = 0;
+  bool fresh = false;    // sent a connection within kFreshUs
+  uint64_t held_us = 0;  // awake this long, or its oldest unread connection this old
+};
+
+constexpr uint32_t kPendingCostUs = 250;     // a connection already waiting costs about this much
+constexpr uint32_t kFutureSlackUs = 100000;  // a clock read just before the worker's own store
+constexpr uint32_t kWaitBucketUs = 250;      // prompt workers this close count as equal
+constexpr uint32_t kLongSpanMs = 2000;       // past this, durations come from the ms field
+constexpr int32_t kSaneCount = 1 << 24;      // more open connections than any process holds
+constexpr uint32_t kFreshUs = 1000;          // a connection sent this recently has not been served yet
+
+// Microseconds from `since` to `now` (32-bit clocks that wrap). Returns false for a time
+// in the future beyond a little slack.
+inline bool Elapsed(uint32_t now, uint32_t since, uint64_t* out) {
+  uint32_t d = now - since;
+  if (d < (1u << 31)) {
+    *out = d;
+    return true;
+  }
+  *out = 0;
+  return (0u - d) <= kFutureSlackUs;
+}
+
+inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
+  Assessment a;
+  if (!w.usable) return a;
+  bool sane = w.pending >= 0 && w.open >= 0 && w.in_flight >= 0 && w.open < kSaneCount && w.in_flight < kSaneCount;
+  int64_t pending = w.pending < 0 ? 0 : w.pending;
+  int64_t open = w.open < 0 ? 0 : w.open;
+  int64_t in_flight = w.in_flight < 0 ? 0 : w.in_flight;
+  // Caps: ours, and the server's own (it only ever makes the cap tighter).
+  int64_t cap = o.max_connections > 0 ? o.max_connections : 0;
+  if (w.max_connections > 0 && (cap == 0 || w.max_connections < cap)) cap = w.max_connections;
+  if (cap > 0 && (!sane || pending + open >= cap)) return a;
+
+  bool awake = (w.loop & 1u) != 0;
+  uint64_t since_change = 0;
+  // The µs clock wraps every ~71 minutes: long spans come from the ms field.
+  uint32_t span_ms = now.ms - w.loop_since_ms;
+  if (span_ms >= (1u << 31)) {
+    if ((0u - span_ms) > kFutureSlackUs / 1000) sane = false;
+  } else if (span_ms > kLongSpanMs) {
+    since_change = uint64_t{span_ms} * 1000;
+  } else if (!Elapsed(now.us, w.loop & ~1u, &since_change)) {
+    sane = false;
+  }
+  uint64_t unread = 0;
+  if (pending > 0 && !Elapsed(now.us, w.unread_since_us, &unread)) unread = 0;  // ours: trusted
+
+  a.load = open + in_flight + pending;
+  a.pending = pending;
+  if (!sane) {
+    a.tier = Tier::kSuspect;
+    a.wait_us = unread;
+    return a;
+  }
+  if (!awake && pending == 0) {
+    uint64_t since_sent = 0;
+    a.fresh = w.sent_ever && Elapsed(now.us, w.sent_at_us, &since_sent) && since_sent < kFreshUs;
+    a.tier = Tier::kFree;
+    a.idle_us = since_change > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(since_change);
+    return a;
+  }
+  uint64_t busy = awake ? since_change : 0;
+  uint64_t held = busy > unread ? busy : unread;
+  a.wait_us = held + static_cast<uint64_t>(pending) * kPendingCostUs;
+  a.held_us = held;
+  a.tier = held <= o.avoid_us ? Tier::kPrompt : Tier::kSlow;
+  return a;
+}
+
+// True when `a` should be chosen over `b` (same tier assumed by the caller).
+inline bool Better(const Assessment& a, const Assessment& b) {
+  switch (a.tier) {
+    case Tier::kFree:
+      if (a.fresh != b.fresh) return !a.fresh;
+      if (a.load != b.load) return a.load < b.load;
+      return a.idle_us < b.idle_us;
+    case Tier::kPrompt: {
+      if (a.pending != b.pending) return a.pending < b.pending;
+      uint64_t qa = a.wait_us / kWaitBucketUs, qb = b.wait_us / kWaitBucketUs;
+      if (qa != qb) return qa < qb;
+      return a.load < b.load;
+    }
+    case Tier::kSlow:
+      // Held the shortest first: a loop stuck in a long handler falls behind one that merely
+      // has not been scheduled yet, however many connections wait for the latter.
+      if (a.held_us / kWaitBucketUs != b.held_us / kWaitBucketUs) return a.held_us < b.held_us;
+      if (a.pending != b.pending) return a.pending < b.pending;
+      return a.load < b.load;
+    default:
+      if (a.wait_us != b.wait_us) return a.wait_us < b.wait_us;
+      return a.load < b.load;
+  }
+}
+
+// Index of the chosen worker, or -1 when none can take a connection. Ties go to the first
+// in round-robin order from `start`.
+inline int Pick(const WorkerView* workers, size_t n, const Options& o, Clock now, size_t start) {
+  int best = -1;
+  Assessment best_a;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (start + k) % n;
+    Assessment a = Assess(workers[i], o, now);
+    if (a.tier == Tier::kNone) continue;
+    if (best < 0 || a.tier < best_a.tier || (a.tier == best_a.tier && Better(a, best_a))) {
+      best = static_cast<int>(i);
+      best_a = a;
+    }
+  }
+  return best;
+}
+
+constexpr uint32_t kAsleepStealUs = 20000;  // see ShouldSteal
+
+// Should the connections waiting for this worker be taken back? When its loop has been
+// awake past `steal_after_us` with them unread (it is running something else: a long
+// handler, a synchronous call, a major GC), or when a loop that says it is asleep has not
+// read them for kAsleepStealUs (or 4 x steal_after_us) -- stopped, or starved of CPU: on a
+// loaded machine a sleeping worker often takes a few ms to be scheduled, and moving its
+// connections to another that must be scheduled too would only add work. A worker whose
+// board is nonsense is treated alike: the records are ours.
+// Microseconds until ShouldSteal() turns true if nothing changes: 0 = now, UINT64_MAX =
+// never (nothing waits, or stealing is off).
+inline uint64_t StealIn(const WorkerView& w, Clock now, uint32_t steal_after_us) {
+  if (steal_after_us == 0 || w.pending <= 0) return UINT64_MAX;
+  Options o;  // no cap, default threshold: only the tier and the times matter here
+  WorkerView probe = w;
+  probe.usable = true;
+  probe.max_connections = 0;
+  Assessment a = Assess(probe, o, now);
+  uint64_t unread = 0;
+  if (!Elapsed(now.us, w.unread_since_us, &unread)) unread = 0;
+  uint64_t held = unread, after = steal_after_us;
+  if ((w.loop & 1u) == 0 && a.tier != Tier::kSuspect) {
+    after = steal_after_us * 4 > kAsleepStealUs ? steal_after_us * 4 : kAsleepStealUs;
+  } else if (a.tier != Tier::kSuspect) {
+    held = a.wait_us - static_cast<uint64_t>(w.pending) * kPendingCostUs;  // max(awake, unread)
+  }
+  return held > after ? 0 : after - held + 1;
+}
+
+inline bool ShouldSteal(const WorkerView& w, Clock now, uint32_t steal_after_us) {
+  return StealIn(w, now, steal_after_us) == 0;
+}
+
+}  // namespace placement
+}  // namespace herdless

@@ -1,0 +1,122 @@
+'use strict';
+// The placement policy as a pure function (native/placement.h through addon.pickForTest):
+// which worker the accept thread hands the next connection to, given each worker's loop
+// state and counts, and whether it takes back what a stalled worker has not read.
+const assert = require('node:assert/strict');
+const { loadAddon } = require('../lib/binding');
+
+const { pickForTest } = loadAddon();
+const NOW = { us: 50_000_000, ms: 50_000 };
+/** A worker asleep in poll since `ago` µs. */
+const asleep = (ago, o = {}) => ({ awake: false, sinceUs: NOW.us - ago, sinceMs: Math.floor((NOW.us - ago) / 1000), ...o });
+/** A worker whose loop has been awake (running callbacks) for `ago` µs. */
+const awake = (ago, o = {}) => ({ awake: true, sinceUs: NOW.us - ago, sinceMs: Math.floor((NOW.us - ago) / 1000), ...o });
+const pick = (workers, opts = {}) => pickForTest(workers, NOW, opts).pick;
+
+describe('placement policy: pickForTest()', function () {
+  it('a worker asleep in poll wins over one awake for only 100 µs, even with more connections open', () => {
+    const r = pickForTest([awake(100, { open: 1, inFlight: 1 }), asleep(1_000_000, { open: 5 })], NOW);
+    assert.deepEqual(r.tiers, ['prompt', 'free']);
+    assert.equal(r.pick, 1);
+  });
+
+  it('among busy workers: the fewest connections waiting, then the one busy the shortest time', () => {
+    assert.equal(pick([awake(1500), awake(300), awake(900)]), 1);
+    // A connection already waiting may be a request that blocks: it outweighs time awake.
+    assert.equal(pick([awake(300, { pending: 1, unreadSinceUs: NOW.us - 100 }), awake(1900)]), 1);
+    assert.equal(pick([asleep(10, { pending: 1, unreadSinceUs: NOW.us - 10 }), awake(1900)]), 1);
+    assert.equal(pick([awake(300, { pending: 2, unreadSinceUs: NOW.us - 100 }), awake(1200, { pending: 1, unreadSinceUs: NOW.us - 100 })]), 1);
+  });
+
+  it('a worker awake past the threshold gets nothing while another can take it, whatever its load', () => {
+    const r = pickForTest([awake(3000), awake(1500, { open: 50, inFlight: 50 })], NOW, { avoidUs: 2000 });
+    assert.deepEqual(r.tiers, ['slow', 'prompt']);
+    assert.equal(r.pick, 1);
+    // ... and when every worker is past it, the least delayed still takes it.
+    assert.equal(pick([awake(500_000), awake(200_000)], { avoidUs: 2000 }), 1);
+  });
+
+  it('connections sent to a sleeping worker that it has not read for long make it slow', () => {
+    const r = pickForTest([asleep(10_000, { pending: 1, unreadSinceUs: NOW.us - 8000 }), awake(1000)], NOW, { avoidUs: 2000 });
+    assert.deepEqual(r.tiers, ['slow', 'prompt']);
+    assert.equal(r.pick, 1);
+  });
+
+  it('concentrates light load: among free workers with equal load, the one that fell asleep last', () => {
+    assert.equal(pick([asleep(5_000_000), asleep(2_000), asleep(800_000)]), 1);
+    // Open keep-alive connections come first, so they stay spread for when load rises.
+    assert.equal(pick([asleep(5_000_000), asleep(2_000, { open: 3 })]), 0);
+    // One we sent a connection under 1 ms ago is asleep only until that request arrives (which
+    // may block): another free worker goes first, whatever its load or how long it slept.
+    assert.equal(pick([asleep(50, { sentAtUs: NOW.us - 300 }), asleep(5_000_000, { open: 4 })]), 1);
+    assert.equal(pick([asleep(50, { sentAtUs: NOW.us - 30_000 }), asleep(5_000_000)]), 0, 'sent long ago: not fresh');
+    // Never at the expense of a free worker: one with a connection already waiting is not free.
+    assert.equal(pick([asleep(10_000), asleep(100, { pending: 1, unreadSinceUs: NOW.us - 50 })]), 0);
+  });
+
+  it('ties go round-robin from `start`', () => {
+    const same = [awake(1000), awake(1000), awake(1000)];
+    assert.equal(pick(same, { start: 0 }), 0);
+    assert.equal(pick(same, { start: 1 }), 1);
+    assert.equal(pick(same, { start: 2 }), 2);
+  });
+
+  it('caps: maxConnectionsPerWorker and the server\'s own maxConnections (field 10), the tighter wins', () => {
+    const full = asleep(10, { open: 5 });
+    assert.equal(pick([full, awake(50_000)], { maxConnections: 5 }), 1);
+    assert.equal(pick([asleep(10, { open: 2, maxConnections: 2 }), awake(50_000)]), 1);
+    assert.equal(pick([asleep(10, { open: 2, maxConnections: 9 }), awake(50_000)], { maxConnections: 2 }), 1);
+    // A connection waiting in the channel counts against the cap too.
+    assert.equal(pick([asleep(10, { open: 1, pending: 1, unreadSinceUs: NOW.us }), awake(50_000)], { maxConnections: 2 }), 1);
+    assert.equal(pick([full, asleep(10, { open: 5 })], { maxConnections: 5 }), -1, 'everyone full: nobody');
+    assert.equal(pick([asleep(10, { usable: false })]), -1);
+  });
+
+  it('untrusted scoreboards: received past sent, negative counts, a future time never attract connections', () => {
+    const honestBusy = awake(400_000, { open: 30 });
+    for (const liar of [
+      asleep(10, { pending: -5 }), // received past sent
+      asleep(10, { open: -1000 }), // negative open count
+      asleep(10, { inFlight: -1 }),
+      asleep(-60_000_000), // asleep since a minute in the future
+      awake(-5_000_000), // busy since the future
+    ]) {
+      const r = pickForTest([liar, honestBusy], NOW, { avoidUs: 2000 });
+      assert.equal(r.tiers[0], 'suspect', JSON.stringify(liar));
+      assert.equal(r.pick, 1, `chose the liar ${JSON.stringify(liar)} over a busy honest worker`);
+    }
+    // Alone, a liar still gets connections (better than none), but never past a cap: its
+    // counts cannot prove it has room.
+    assert.equal(pick([asleep(10, { pending: -5 })]), 0);
+    assert.equal(pick([asleep(10, { pending: -5 })], { maxConnections: 100 }), -1);
+    assert.equal(pick([asleep(10, { open: -1000 })], { maxConnections: 100 }), -1);
+    // A clock read a few µs before the worker's own store is not nonsense.
+    assert.equal(pickForTest([asleep(-50)], NOW).tiers[0], 'free');
+  });
+
+  it('long spans come from the ms field: asleep 2 hours (the µs clock wrapped) is still free', () => {
+    const twoHoursMs = 2 * 3600 * 1000;
+    const w = { awake: false, sinceUs: (NOW.us + 2 ** 31) >>> 0, sinceMs: NOW.ms - twoHoursMs };
+    assert.deepEqual(pickForTest([w], NOW).tiers, ['free']);
+    const stuck = { awake: true, sinceUs: (NOW.us + 2 ** 31) >>> 0, sinceMs: NOW.ms - twoHoursMs };
+    assert.deepEqual(pickForTest([stuck, awake(100)], NOW).tiers, ['slow', 'prompt']);
+  });
+
+  it('steal: only connections held unread past stealAfter, by a loop awake that long or not reading', () => {
+    const opts = { stealAfterUs: 5000 };
+    const r = pickForTest(
+      [
+        awake(6000, { pending: 3, unreadSinceUs: NOW.us - 1000 }), // busy 6 ms with 3 unread: steal
+        awake(3000, { pending: 3, unreadSinceUs: NOW.us - 1000 }), // busy 3 ms: not yet
+        asleep(100, { pending: 2, unreadSinceUs: NOW.us - 25_000 }), // asleep, 25 ms unread: stopped? steal
+        asleep(100, { pending: 2, unreadSinceUs: NOW.us - 7000 }), // asleep, 7 ms: waiting for a CPU, leave it
+        awake(60_000), // busy but nothing waiting: nothing to take
+      ],
+      NOW,
+      opts,
+    );
+    assert.deepEqual(r.steal, [true, false, true, false, false]);
+    // Stealing only ever happens towards a worker that is free or prompt: see the accept thread.
+    assert.deepEqual(pickForTest([awake(60_000, { pending: 3, unreadSinceUs: NOW.us })], NOW, { stealAfterUs: 0 }).steal, [false], 'stealAfter 0 disables');
+  });
+});

@@ -128,6 +128,15 @@ function dispatchOver(comparison, name, key) {
   return a && b ? stats.pairedRatios(a, b).median : null;
 }
 
+/** Median of dispatch's figure minus `name`'s, paired run by run; null if either is missing. */
+function dispatchMinus(comparison, name, key) {
+  const a = comparison[BASELINE]?.[key]?.values;
+  const b = comparison[name]?.[key]?.values;
+  if (!a || !b) return null;
+  const d = a.map((x, i) => (x === null || b[i] === null ? null : x - b[i])).filter((x) => x !== null);
+  return d.length ? stats.summary(d).median : null;
+}
+
 /** A comparison without the per-run values (those are kept in raw), for the JSON summary. */
 const strip = (cmp) =>
   Object.fromEntries(
@@ -139,4 +148,4 @@ const strip = (cmp) =>
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { BASELINE, estimate, loadRuns, compare, metricTable, barRows, goal, dispatchOver, strip, sleep };
+module.exports = { BASELINE, estimate, loadRuns, compare, metricTable, barRows, goal, dispatchOver, dispatchMinus, strip, sleep };

@@ -59,13 +59,8 @@ module.exports = {
     }
     const at = (i) => groups[i]?.comparison || {};
     const median = (cmp, name, key) => cmp[name]?.[key]?.summary.median ?? null;
-    const p50gap = (() => {
-      const a = at(2).dispatch?.p50.values;
-      const b = at(2)['cluster-none']?.p50.values;
-      if (!a || !b) return null;
-      const d = a.map((x, i) => (x === null || b[i] === null ? null : 1000 * (x - b[i]))).filter((x) => x !== null).sort((x, y) => x - y);
-      return d.length ? d[Math.floor((d.length - 1) / 2)] : null;
-    })();
+    const gap = c.dispatchMinus(at(2), 'cluster-none', 'p50');
+    const p50gap = gap === null ? null : 1000 * gap; // µs
     return {
       tables: groups.map((g) => c.metricTable(`${g.cfg.workers} workers, -c${g.cfg.load.connections}`, list, g.comparison, METRICS)),
       goals: [

@@ -13,15 +13,6 @@ const METRICS = [
   { key: 'rps', label: 'req/s', get: (s) => s.wrk.rps, digits: 0 },
 ];
 
-/** Median over repetitions of dispatch's figure minus `name`'s, run by run. */
-function dispatchMinus(comparison, name, key) {
-  const a = comparison[c.BASELINE]?.[key]?.values;
-  const b = comparison[name]?.[key]?.values;
-  if (!a || !b) return null;
-  const d = a.map((x, i) => (x === null || b[i] === null ? null : x - b[i])).filter((x) => x !== null).sort((x, y) => x - y);
-  return d.length ? d[Math.floor((d.length - 1) / 2)] : null;
-}
-
 module.exports = {
   id: 'streamed',
   title: 'S8 · Streamed response',
@@ -30,14 +21,13 @@ module.exports = {
     'one keep-alive connection. Mean and p99 latency per response.',
   // nginx serves no chunked app from its config.
   contenders: ['dispatch', 'herd', 'reuseport', 'cluster-rr', 'cluster-none'],
-  dispatchMinus,
 
   estimate: (ctx, list) => c.estimate(ctx, list.length, { workers: 2 }),
 
   async run(ctx, list) {
     const samples = await withInstances(ctx, list, { workers: 2 }, (instances) => c.loadRuns(ctx, instances, { load: LOAD }));
     const comparison = c.compare(samples, METRICS);
-    const gap = dispatchMinus(comparison, 'cluster-none', 'mean');
+    const gap = c.dispatchMinus(comparison, 'cluster-none', 'mean');
     return {
       tables: [c.metricTable('2 workers', list, comparison, METRICS)],
       goals: [c.goal('S8: dispatch mean latency minus cluster SCHED_NONE mean (ms)', gap, 0.3, '<=')],

@@ -160,6 +160,13 @@ export class Pool extends EventEmitter<PoolEvents> {
       () => {
         if (this.closing) return w.drain('shutdown');
         this.spawnFailures = 0;
+        // A worker that lives QUICK_CRASH_MS breaks a row of quick crashes: without this,
+        // five SIGKILLs (OOM, an operator) of young workers over weeks would halt the pool.
+        const proven = setTimeout(() => {
+          if (w.state === 'ready') this.quickCrashes = 0;
+        }, QUICK_CRASH_MS);
+        proven.unref();
+        void w.exited.then(() => clearTimeout(proven));
         if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd);
         this.emit('worker-start', { id: w.id, pid: w.pid });
       },

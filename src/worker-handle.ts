@@ -218,7 +218,7 @@ export class WorkerHandle extends EventEmitter {
     if (this.state !== 'exited') this.child?.kill(signal);
   }
 
-  /** Connections sent to this worker that it never read (call after it exited). */
+  /** Connections sent to this worker that it has not read: after it exited, or once it was taken out of dispatch. */
   unread(): number[] {
     return this.channel ? this.addon.drainChannel(this.channel.workerEnd) : [];
   }

@@ -11,7 +11,7 @@ import type { Addon, NativeAcceptor } from './binding';
 import { HerdlessError } from './errors';
 import type { Listener } from './listeners';
 import type { NormalizedOptions } from './options';
-import { WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
+import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
 
 const RESPAWN_BASE_MS = 100;
 const RESPAWN_MAX_MS = 10_000;
@@ -20,6 +20,15 @@ const QUICK_CRASH_MS = 10_000;
 const CRASH_LOOP_COUNT = 5;
 /** Back-off cap when processes cannot be created at all (fds or pids exhausted). */
 const SPAWN_RETRY_MAX_MS = 5_000;
+/**
+ * Connections read back from a worker's channel need an fd each in the primary: the kernel
+ * closes those it cannot install (MSG_CTRUNC), which resets the client. So they are read
+ * back only with this many fds to spare beyond those the worker may have unread, and
+ * otherwise left in the channel (which holds them safely) and tried again shortly.
+ */
+const READBACK_SPARE_FDS = 16;
+const READBACK_RETRY_MS = 100;
+const READBACK_GIVE_UP_MS = 30_000;
 
 export interface PoolEvents {
   'worker-start': [{ id: number; pid: number }];
@@ -41,6 +50,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   private spawnFailures = 0;
   /** Back-off sleeps under way: close() cuts them short. */
   private readonly sleepers = new Set<() => void>();
+  /** Workers taken out of dispatch -> how many connections they had been sent and not read then. */
+  private readonly unreadBound = new Map<number, number>();
   private halted: HerdlessError | undefined;
   /** Starts under way (being started, or waiting out a back-off before a start). */
   private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
@@ -160,6 +171,13 @@ export class Pool extends EventEmitter<PoolEvents> {
       () => {
         if (this.closing) return w.drain('shutdown');
         this.spawnFailures = 0;
+        // A worker that lives QUICK_CRASH_MS breaks a row of quick crashes: without this,
+        // five SIGKILLs (OOM, an operator) of young workers over weeks would halt the pool.
+        const proven = setTimeout(() => {
+          if (w.state === 'ready') this.quickCrashes = 0;
+        }, QUICK_CRASH_MS);
+        proven.unref();
+        void w.exited.then(() => clearTimeout(proven));
         try {
           if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd, w.channel.workerEnd);
         } catch (err) {
@@ -186,17 +204,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   private onExit(w: WorkerHandle, exit: WorkerExit): void {
-    this.acceptor?.removeWorker(w.id);
-    // What the worker was sent but never read goes to another worker (counted as
-    // re-dispatched). The primary kept its own copy of the worker's end for exactly this.
-    try {
-      const unread = w.unread();
-      if (unread.length > 0) this.acceptor!.dispatch(unread);
-    } catch (err) {
-      // drainChannel closed what it had read; the cleanup below must happen regardless.
-      this.report(err as Error);
-    }
-    w.release();
+    this.detach(w);
+    this.reclaim(w, Date.now());
     this.workers.delete(w.id);
     this.emit('worker-exit', exit);
     if (w.spawnError) this.noteSpawnFailure(w.spawnError);
@@ -209,6 +218,41 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Never throws: before the dispatcher listens (during start()) nobody hears 'error'. */
   private report(err: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** Take a worker out of dispatch, noting how many connections it may not have read. */
+  private detach(w: WorkerHandle): void {
+    if (!this.acceptor || this.unreadBound.has(w.id)) return;
+    const pending = this.acceptor.stats().pendingByWorker[String(w.id)] ?? 0;
+    this.unreadBound.set(w.id, Math.min(Math.max(pending, 0), 1 << 16));
+    this.acceptor.removeWorker(w.id);
+  }
+
+  /** The primary has the fds to read back what `w` may not have read. */
+  private canHoldUnread(w: WorkerHandle): boolean {
+    return fdHeadroom() >= (this.unreadBound.get(w.id) ?? 0) + READBACK_SPARE_FDS;
+  }
+
+  /**
+   * After an exit: what the worker was sent but never read goes to another worker (counted
+   * as re-dispatched; the primary kept its own copy of the worker's end for exactly this),
+   * then its fds are closed. Out of fds, this waits for some rather than lose connections.
+   */
+  private reclaim(w: WorkerHandle, since: number): void {
+    if (w.channel && !this.canHoldUnread(w) && Date.now() - since < READBACK_GIVE_UP_MS) {
+      setTimeout(() => this.reclaim(w, since), READBACK_RETRY_MS);
+      return;
+    }
+    try {
+      const unread = w.unread();
+      if (unread.length > 0) this.acceptor!.dispatch(unread);
+    } catch (err) {
+      // drainChannel closed what it had read; the cleanup below must happen regardless.
+      this.report(err as Error);
+    } finally {
+      w.release();
+      this.unreadBound.delete(w.id);
+    }
   }
 
   private noteCrash(livedMs: number, w: WorkerHandle): void {
@@ -257,7 +301,7 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** Gracefully stop one worker: no new connections, finish in-flight, exit; SIGKILL after timeout. */
   async retire(w: WorkerHandle, reason: RetireReason, timeoutMs = 30_000): Promise<WorkerExit> {
-    this.acceptor?.removeWorker(w.id);
+    this.detach(w);
     w.drain(reason);
     this.handOn(w);
     const timer = setTimeout(() => w.kill('SIGKILL'), timeoutMs);
@@ -291,7 +335,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Kill a worker whose loop is stuck; it is replaced like a crash. */
   kill(w: WorkerHandle, reason: 'stalled'): void {
     w.retireReason = reason;
-    this.acceptor?.removeWorker(w.id);
+    this.detach(w);
     w.kill('SIGKILL');
     this.handOn(w);
   }
@@ -300,12 +344,13 @@ export class Pool extends EventEmitter<PoolEvents> {
    * A worker that leaves stops reading its channel at once (and a stuck one never reads):
    * connections already sent to it but not yet read would wait for its exit. Read them back
    * now, from our own copy of its end, and give them to other workers. Call after
-   * removeWorker(), so that nothing more arrives. A record is read whole by one side only
+   * detach(), so that nothing more arrives. A record is read whole by one side only
    * (SEQPACKET), so a connection the worker takes meanwhile is never also handed on.
-   * On close() there is nobody to hand them to: they stay for onExit().
+   * On close() there is nobody to hand them to, and out of fds they would be lost: they
+   * stay for onExit().
    */
   private handOn(w: WorkerHandle): void {
-    if (!this.acceptor || this.closing || w.state === 'exited') return;
+    if (!this.acceptor || this.closing || w.state === 'exited' || !this.canHoldUnread(w)) return;
     let unread: number[];
     try {
       unread = w.unread();

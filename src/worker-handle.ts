@@ -224,7 +224,7 @@ export class WorkerHandle extends EventEmitter {
     if (this.state !== 'exited') this.child?.kill(signal);
   }
 
-  /** Connections sent to this worker that it never read (call after it exited). */
+  /** Connections sent to this worker that it has not read: after it exited, or once it was taken out of dispatch. */
   unread(): number[] {
     return this.channel ? this.addon.drainChannel(this.channel.workerEnd) : [];
   }
@@ -276,13 +276,18 @@ function workerCommand(execArgv: string[]): [string, string[]] {
   return wrapper ? [wrapper, ['--pdeathsig', 'SIGKILL', '--', process.execPath, ...node]] : [process.execPath, node];
 }
 
+/** How many more fds this process may open under RLIMIT_NOFILE (Infinity if unlimited). */
+export function fdHeadroom(): number {
+  const limit = /^Max open files\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'latin1'))?.[1];
+  if (limit === undefined || limit === 'unlimited') return Infinity;
+  return Number(limit) - fs.readdirSync('/proc/self/fd').length;
+}
+
 /** Throws EMFILE when fewer than SPAWN_FDS fds are free under RLIMIT_NOFILE. */
 function checkFdHeadroom(): void {
-  const limit = /^Max open files\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'latin1'))?.[1];
-  if (limit === undefined || limit === 'unlimited') return;
-  const open = fs.readdirSync('/proc/self/fd').length;
-  if (Number(limit) - open >= SPAWN_FDS) return;
-  const err: NodeJS.ErrnoException = new Error(`spawn EMFILE (${open} of ${limit} fds open; a worker start needs ${SPAWN_FDS} free)`);
+  const free = fdHeadroom();
+  if (free >= SPAWN_FDS) return;
+  const err: NodeJS.ErrnoException = new Error(`spawn EMFILE (${free} fds free; a worker start needs ${SPAWN_FDS})`);
   err.code = 'EMFILE';
   err.errno = -24;
   err.syscall = 'spawn';

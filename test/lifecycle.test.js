@@ -144,13 +144,18 @@ describe('pool: crashes, reload, orphans', function () {
     await start({ min: 2, max: 2 });
     const { port } = d.address();
     const pids = d.workers().map((w) => w.pid);
-    const blocks = pids.map(() =>
-      get(port, '/block?ms=2500').then(
-        (r) => ({ ok: true, body: r.body }),
-        (error) => ({ ok: false, error }),
-      ),
-    );
-    await waitFor(() => d.stats().workers.filter((w) => w.requestsInFlight === 1).length === 2, 5000, 10, 'both workers blocked');
+    // One blocking request at a time, so that the second finds the first worker busy (two at
+    // once could both land on a worker that has read the first but not yet its request).
+    const blocks = [];
+    for (let n = 1; n <= 2; n++) {
+      blocks.push(
+        get(port, '/block?ms=2500').then(
+          (r) => ({ ok: true, body: r.body }),
+          (error) => ({ ok: false, error }),
+        ),
+      );
+      await waitFor(() => d.stats().workers.filter((w) => w.requestsInFlight === 1).length === n, 5000, 10, `${n} worker(s) blocked`);
+    }
     const before = d.stats();
     const queued = Array.from({ length: 10 }, () =>
       get(port, '/').then(

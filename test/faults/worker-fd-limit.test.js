@@ -31,7 +31,7 @@ describe('faults: a worker at its fd limit', function () {
   });
 
   for (const workers of [1, 2]) {
-    it(`${workers} worker(s), one capped at 96 fds, 150 connections held open at once: none lost, the capped worker stalls its channel instead`, async () => {
+    it(`${workers} worker(s), one capped at 96 fds, 150 connections held open at once: none lost, no fd dropped by the kernel`, async () => {
       d = await Dispatcher.start({ min: workers, max: workers, app, listen: { port: 0, host: '127.0.0.1' } });
       const { port } = d.address();
       const capped = d.workers()[0];
@@ -41,7 +41,9 @@ describe('faults: a worker at its fd limit', function () {
       assert.equal(failed.length, 0, `${failed.length} of 150 requests failed: ${JSON.stringify(failed.slice(0, 3))}`);
       const w = d.stats().workers.find((x) => x.pid === capped.pid);
       assert.equal(w.rejectedFds, 0, 'fds were dropped by the kernel');
-      assert.ok(w.fdRoomStalls > 0, `the capped worker never stalled its channel: ${JSON.stringify(w)}`);
+      // Alone, the capped worker must have left connections in its channel; with a second
+      // worker, placement may have sent it no more than fit.
+      if (workers === 1) assert.ok(w.fdRoomStalls > 0, `the capped worker never stalled its channel: ${JSON.stringify(w)}`);
       // And it still serves once connections have closed.
       await waitFor(async () => (await hold(port, 0)).ok, 3000);
     });

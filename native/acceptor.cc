@@ -360,13 +360,26 @@ int Acceptor::PickWorker(uint32_t, const std::vector<bool>& skip) {
 // Reads back what worker `index` has not read and hands it to others. Each SEQPACKET record
 // goes to exactly one reader, so a connection is either the worker's or ours, never both;
 // what we read comes off `sent`, so sent - received stays exact. Returns connections taken.
+// Record by record, and only while this process can install the fds a record carries: past
+// RLIMIT_NOFILE the kernel would drop them (MSG_CTRUNC), and with them the connections, which
+// are better left with the worker. (A record can still lose fds if another thread takes the
+// last free ones between the peek and the read: counted in dropped.)
 size_t Acceptor::StealFrom(size_t index) {
   Worker& w = workers_[index];
   std::vector<Handoff> taken;
   uint32_t announced = 0, malformed = 0;
-  int rc = ReceiveHandoffs(w.worker_end, kStealMaxRecords, &taken, &announced, &malformed);
-  (void)rc;  // an error leaves the rest where it is: the worker (or its exit) deals with it
+  for (size_t r = 0; r < kStealMaxRecords; r++) {
+    // Other threads of this process (the app's JS) open fds too, so no estimate will do:
+    // each record is first peeked at with room for its fds (a steal is rare; this is cheap).
+    if (PeekFits(w.worker_end) != 1) break;
+    uint32_t records = announced + malformed;
+    // An error leaves the rest where it is: the worker (or its exit) deals with it.
+    if (ReceiveHandoffs(w.worker_end, 1, &taken, &announced, &malformed) != 0) break;
+    if (announced + malformed == records) break;  // empty
+  }
   w.sent -= announced;
+  // Fds the kernel could not install all the same (another thread took the last ones).
+  if (announced > taken.size()) dropped_.fetch_add(announced - taken.size(), std::memory_order_relaxed);
   if (announced == 0) return 0;
   steals_.fetch_add(1, std::memory_order_relaxed);
   stolen_.fetch_add(taken.size(), std::memory_order_relaxed);

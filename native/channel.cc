@@ -106,6 +106,33 @@ int PeekHandoffCount(int channel, uint32_t* count) {
   }
 }
 
+int PeekFits(int channel) {
+  Payload payload{0, 0};
+  iovec iov{&payload, sizeof(payload)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
+  std::memset(control, 0, sizeof(control));
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = recvmsg(channel, &msg, MSG_DONTWAIT | MSG_PEEK | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 || (n == 0 && msg.msg_controllen == 0)) return -1;  // empty, failed, or EOF
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t k = 0; k < count; k++) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+      ::close(fd);
+    }
+  }
+  return (msg.msg_flags & MSG_CTRUNC) != 0 ? 0 : 1;
+}
+
 namespace {
 
 // socketpair() -> [primaryEnd, workerEnd], both non-blocking and close-on-exec; the

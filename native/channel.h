@@ -40,6 +40,12 @@ int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t
 // channel is empty), or an errno value.
 int PeekHandoffCount(int channel, uint32_t* count);
 
+// Whether the fds of the next record can be installed in this process right now: peeks at
+// it with room for its fds (the kernel installs copies, which are closed at once). The
+// record stays in the channel either way. Returns 1 (they fit), 0 (the kernel had to drop
+// some: MSG_CTRUNC), or -1 (the channel is empty or failed).
+int PeekFits(int channel);
+
 void InitChannel(Napi::Env env, Napi::Object exports);
 
 }  // namespace herdless

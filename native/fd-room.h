@@ -6,6 +6,7 @@
 // the check is free.
 #pragma once
 #include <dirent.h>
+#include <errno.h>
 #include <sys/resource.h>
 
 #include <cstddef>
@@ -35,7 +36,8 @@ class FdRoom {
     since_count_ = 0;
     DIR* dir = opendir("/proc/self/fd");
     if (dir == nullptr) {
-      counted_ = 0;  // no /proc: fall back to trusting the limit alone
+      // Out of fds ourselves: no room at all. No /proc: trust the limit alone.
+      counted_ = errno == EMFILE || errno == ENFILE ? limit_ : 0;
       return;
     }
     size_t n = 0;

@@ -17,6 +17,45 @@ struct Payload {
   uint32_t count;
 };
 
+// The buffers for reading one record: its payload, and room for kMaxBatch fds.
+struct Incoming {
+  Payload payload{0, 0};
+  iovec iov{&payload, sizeof(payload)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)] = {};
+  msghdr msg{};
+
+  Incoming() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+  }
+  Incoming(const Incoming&) = delete;
+  Incoming& operator=(const Incoming&) = delete;
+
+  ssize_t Receive(int channel, int flags) {
+    ssize_t n;
+    do {
+      n = recvmsg(channel, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | flags);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+
+  // Calls f(fd) for every fd the record brought (already installed in this process).
+  template <typename F>
+  void ForEachFd(F f) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < count; k++) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+        f(fd);
+      }
+    }
+  }
+};
+
 }  // namespace
 
 int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener) {
@@ -43,31 +82,16 @@ int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener) {
 
 int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed) {
   for (size_t i = 0; i < max; i++) {
-    Payload payload{0, 0};
-    iovec iov{&payload, sizeof(payload)};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(channel, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    Incoming in;
+    ssize_t n = in.Receive(channel, 0);
     if (n < 0) {
-      if (errno == EINTR) { i--; continue; }
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
       return errno;
     }
-    if (n == 0 && msg.msg_controllen == 0) return -1;
+    if (n == 0 && in.msg.msg_controllen == 0) return -1;
+    const Payload& payload = in.payload;
     size_t first = out->size();
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t k = 0; k < count; k++) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-        out->push_back(Handoff{fd, payload.listener});
-      }
-    }
+    in.ForEachFd([&](int fd) { out->push_back(Handoff{fd, payload.listener}); });
     size_t got = out->size() - first;
     bool well_formed = n == sizeof(payload) && payload.count >= 1 && payload.count <= kMaxBatch;
     if (!well_formed || got > payload.count) {
@@ -107,30 +131,11 @@ int PeekHandoffCount(int channel, uint32_t* count) {
 }
 
 int PeekFits(int channel) {
-  Payload payload{0, 0};
-  iovec iov{&payload, sizeof(payload)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
-  std::memset(control, 0, sizeof(control));
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = recvmsg(channel, &msg, MSG_DONTWAIT | MSG_PEEK | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 || (n == 0 && msg.msg_controllen == 0)) return -1;  // empty, failed, or EOF
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t k = 0; k < count; k++) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-      ::close(fd);
-    }
-  }
-  return (msg.msg_flags & MSG_CTRUNC) != 0 ? 0 : 1;
+  Incoming in;
+  ssize_t n = in.Receive(channel, MSG_PEEK);
+  if (n < 0 || (n == 0 && in.msg.msg_controllen == 0)) return -1;  // empty, failed, or EOF
+  in.ForEachFd([](int fd) { ::close(fd); });
+  return (in.msg.msg_flags & MSG_CTRUNC) != 0 ? 0 : 1;
 }
 
 namespace {

@@ -204,17 +204,25 @@ Napi::Value Acceptor::PauseWorker(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// dispatch([fd, listener, ...]): connections read back from a dead worker's channel.
-// They go ahead of new ones; the acceptor owns (and eventually closes) them.
+// dispatch([fd, listener, ...], acceptedAt?): connections read back from a dead worker's
+// channel. They go ahead of new ones; the acceptor owns (and eventually closes) them.
+// acceptedAt (drainChannel's): each one's first accept time, CLOCK_MONOTONIC ns, so that
+// the wait a worker measures counts from then; without it, from now.
 Napi::Value Acceptor::Dispatch(const Napi::CallbackInfo& info) {
   Napi::Array list = info[0].As<Napi::Array>();
+  Napi::Array times = info.Length() > 1 && info[1].IsArray() ? info[1].As<Napi::Array>() : Napi::Array::New(info.Env(), 0);
+  uint64_t now = MonotonicNanos();
   uint32_t closed = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!running_)
       for (Worker& w : workers_) w.full = false;  // nobody else will retry a full channel
     for (uint32_t i = 0; i + 1 < list.Length(); i += 2) {
-      Handoff h{list.Get(i).As<Napi::Number>().Int32Value(), list.Get(i + 1).As<Napi::Number>().Uint32Value()};
+      Handoff h{list.Get(i).As<Napi::Number>().Int32Value(), list.Get(i + 1).As<Napi::Number>().Uint32Value(), now};
+      if (i / 2 < times.Length()) {
+        double t = times.Get(i / 2).ToNumber().DoubleValue();
+        if (t > 0 && t <= static_cast<double>(now)) h.accepted_ns = static_cast<uint64_t>(t);
+      }
       redispatched_.fetch_add(1, std::memory_order_relaxed);
       if (running_) {
         waiting_.push_back(h);
@@ -449,7 +457,7 @@ bool Acceptor::Deliver(const Handoff& handoff) {
     int i = PickWorker(now, tried);
     if (i < 0) return false;
     Worker& w = workers_[static_cast<size_t>(i)];
-    int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener);
+    int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener, handoff.accepted_ns);
     if (err == 0) {
       w.sent++;
       next_ = static_cast<size_t>(i) + 1;
@@ -471,7 +479,8 @@ bool Acceptor::Deliver(const Handoff& handoff) {
 void Acceptor::SendBatch(size_t index, uint32_t listener) {
   std::vector<int>& fds = batches_[index];
   Worker& w = workers_[index];
-  int err = SendHandoffs(w.channel, fds.data(), fds.size(), listener);
+  uint64_t accepted_ns = batch_since_ns_[index];
+  int err = SendHandoffs(w.channel, fds.data(), fds.size(), listener, accepted_ns);
   if (err == 0) {
     for (int fd : fds) ::close(fd);  // see Deliver(): the record holds the sockets now
     handed_off_.fetch_add(fds.size(), std::memory_order_relaxed);
@@ -484,7 +493,7 @@ void Acceptor::SendBatch(size_t index, uint32_t listener) {
   retries_.fetch_add(1, std::memory_order_relaxed);
   if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) w.full = true;
   for (int fd : fds) {
-    Handoff h{fd, listener};
+    Handoff h{fd, listener, accepted_ns};
     if (!Deliver(h)) waiting_.push_back(h);
   }
   fds.clear();
@@ -504,6 +513,7 @@ bool Acceptor::FlushWaiting() {
 Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
   int listener = listeners_[index];
   batches_.resize(workers_.size());
+  batch_since_ns_.resize(workers_.size());
   std::vector<bool> skip(workers_.size(), false);
   uint32_t now = MonotonicMillis();
   Pause result = Pause::kNone;
@@ -540,6 +550,8 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
     }
     accepted_.fetch_add(1, std::memory_order_relaxed);
     size_t w = static_cast<size_t>(chosen);
+    // The record is dated by its oldest connection: one clock read (vDSO) per record.
+    if (batches_[w].empty()) batch_since_ns_[w] = MonotonicNanos();
     batches_[w].push_back(fd);
     workers_[w].sent++;  // tentatively, so that the next choice sees this worker's new load
     if (batches_[w].size() == kMaxBatch) SendBatch(w, static_cast<uint32_t>(index));

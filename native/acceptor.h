@@ -98,6 +98,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   std::vector<Worker> workers_;
   std::deque<Handoff> waiting_;  // accepted or re-dispatched, not yet handed off (bounded)
   std::vector<std::vector<int>> batches_;  // per worker, filled and emptied within AcceptFrom
+  std::vector<uint64_t> batch_since_ns_;   // per worker: accept time of its batch's first fd
   size_t next_ = 0;              // round-robin start for breaking ties
   int32_t max_connections_ = 0;  // per worker; 0 = unlimited
   uint32_t stall_ms_ = 100;      // unused since placement reads the loop state (kept for the constructor's signature)

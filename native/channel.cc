@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "errors.h"
 
@@ -15,11 +16,13 @@ namespace {
 struct Payload {
   uint32_t listener;
   uint32_t count;
+  uint64_t accepted_ns;  // CLOCK_MONOTONIC accept time of the record's oldest connection
 };
+static_assert(sizeof(Payload) == 16, "hand-off payload layout");
 
 // The buffers for reading one record: its payload, and room for kMaxBatch fds.
 struct Incoming {
-  Payload payload{0, 0};
+  Payload payload{0, 0, 0};
   iovec iov{&payload, sizeof(payload)};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)] = {};
   msghdr msg{};
@@ -58,8 +61,14 @@ struct Incoming {
 
 }  // namespace
 
-int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener) {
-  Payload payload{listener, static_cast<uint32_t>(count)};
+uint64_t MonotonicNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns) {
+  Payload payload{listener, static_cast<uint32_t>(count), accepted_ns};
   iovec iov{&payload, sizeof(payload)};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
   std::memset(control, 0, sizeof(control));
@@ -91,7 +100,7 @@ int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t
     if (n == 0 && in.msg.msg_controllen == 0) return -1;
     const Payload& payload = in.payload;
     size_t first = out->size();
-    in.ForEachFd([&](int fd) { out->push_back(Handoff{fd, payload.listener}); });
+    in.ForEachFd([&](int fd) { out->push_back(Handoff{fd, payload.listener, payload.accepted_ns}); });
     size_t got = out->size() - first;
     bool well_formed = n == sizeof(payload) && payload.count >= 1 && payload.count <= kMaxBatch;
     if (!well_formed || got > payload.count) {
@@ -109,7 +118,7 @@ int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t
 }
 
 int PeekHandoffCount(int channel, uint32_t* count) {
-  Payload payload{0, 0};
+  Payload payload{0, 0, 0};
   iovec iov{&payload, sizeof(payload)};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -154,8 +163,10 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// drainChannel(fd) -> [fd, listener, fd, listener, ...]: what a dead worker never read,
-// read back through the primary's own copy of the worker's end.
+// drainChannel(fd, acceptedAt?) -> [fd, listener, fd, listener, ...]: what a dead worker
+// never read, read back through the primary's own copy of the worker's end. With an array
+// acceptedAt, each connection's accept time (CLOCK_MONOTONIC ns) is appended to it, for
+// dispatch() to keep: a re-dispatched connection has waited since it was first accepted.
 Napi::Value DrainChannel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int channel = info[0].As<Napi::Number>().Int32Value();
@@ -170,6 +181,13 @@ Napi::Value DrainChannel(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < handoffs.size(); i++) {
     out.Set(static_cast<uint32_t>(i * 2), handoffs[i].fd);
     out.Set(static_cast<uint32_t>(i * 2 + 1), handoffs[i].listener);
+  }
+  if (info.Length() > 1 && info[1].IsArray()) {
+    Napi::Array times = info[1].As<Napi::Array>();
+    uint32_t base = times.Length();
+    // A double holds ns exactly for 104 days of uptime, to a few ns after that: plenty.
+    for (size_t i = 0; i < handoffs.size(); i++)
+      times.Set(base + static_cast<uint32_t>(i), static_cast<double>(handoffs[i].accepted_ns));
   }
   return out;
 }

@@ -1,9 +1,11 @@
 // The hand-off channel between the primary and one worker.
 //
 // Wire format: one SOCK_SEQPACKET record per batch of connections from one listener: 1 to
-// kMaxBatch fds in one SCM_RIGHTS control message, and an 8-byte payload { listener index,
-// fd count }. The count travels in the payload so that the reader knows how many
-// connections a record carried even if the kernel had to drop some (MSG_CTRUNC).
+// kMaxBatch fds in one SCM_RIGHTS control message, and a 16-byte payload { listener index,
+// fd count, accept time }. The count travels in the payload so that the reader knows how many
+// connections a record carried even if the kernel had to drop some (MSG_CTRUNC). The accept
+// time (CLOCK_MONOTONIC ns, one clock for every process on the machine) is that of the
+// record's oldest connection: the worker measures how long connections waited for it.
 // SEQPACKET rather than STREAM because records keep their boundaries: a reader never sees
 // half a record, and the kernel never merges two records' fds into one read, so there is no
 // framing code to get wrong. Batching matters under load: the accept loop often takes
@@ -23,11 +25,16 @@ constexpr size_t kMaxBatch = 16;  // fds per record; the kernel allows 253 (SCM_
 struct Handoff {
   int fd;
   uint32_t listener;
+  uint64_t accepted_ns;  // CLOCK_MONOTONIC: kept through re-dispatch and stealing
 };
 
-// Sends `count` (1..kMaxBatch) connections accepted on `listener` as one record. Returns 0,
-// or an errno value (EAGAIN when the channel is full).
-int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener);
+// CLOCK_MONOTONIC now, ns (vDSO: no syscall). The clock of every accept time.
+uint64_t MonotonicNanos();
+
+// Sends `count` (1..kMaxBatch) connections accepted on `listener` as one record, dated
+// `accepted_ns` (the oldest one's accept time). Returns 0, or an errno value (EAGAIN when
+// the channel is full).
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns);
 
 // Reads up to `max` records without blocking, appending each connection to *out and adding
 // the number of connections the records announced to *announced. Returns 0 when the channel

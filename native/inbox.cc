@@ -131,6 +131,7 @@ void Inbox::OnPoll(uv_poll_t* handle, int status, int events) {
     consumed = self->Collect(&handoffs, &hangup);
     // Read what is left first, then report the hang-up.
     if (status < 0 || ((events & UV_DISCONNECT) && handoffs.empty())) hangup = true;
+    self->RecordWaits(handoffs);
   }
   if (consumed > 0 || hangup) self->Deliver(handoffs, consumed, hangup);
 }
@@ -144,6 +145,19 @@ void Inbox::OnResume(uv_timer_t* timer) {
 void Inbox::PauseFor(uint64_t ms) {
   uv_poll_stop(poll_);
   uv_timer_start(timer_, OnResume, ms, 0);
+}
+
+// How long each connection waited, from the primary's accept to now: Deliver() wraps them
+// into the app's sockets right after, in the same call. One clock read per wake-up; the
+// primary's clock is ours (CLOCK_MONOTONIC is one clock per machine).
+void Inbox::RecordWaits(const std::vector<Handoff>& handoffs) {
+  if (board_ == nullptr || handoffs.empty()) return;
+  uint64_t now = MonotonicNanos();
+  for (const Handoff& h : handoffs) {
+    // A time in the future cannot come from our primary: read it as no wait.
+    uint64_t wait_us = h.accepted_ns < now ? (now - h.accepted_ns) / 1000 : 0;
+    board_->wait.Record(wait_us, 1);
+  }
 }
 
 void Inbox::Publish(ScoreField field, double value) {
@@ -192,7 +206,7 @@ void Inbox::AcceptAll(std::vector<Handoff>* out) {
   for (size_t i = 0; i < kReadBatch; i++) {
     int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      out->push_back(Handoff{fd, listener_index_});
+      out->push_back(Handoff{fd, listener_index_, 0});  // no primary: no dispatch wait
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;

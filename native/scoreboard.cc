@@ -46,6 +46,13 @@ void UnmapScoreboard(const Scoreboard* board) {
   if (board != nullptr) munmap(const_cast<Scoreboard*>(board), kScoreboardBytes);
 }
 
+void WaitHistogram::Record(uint64_t wait_us, uint32_t connections) {
+  size_t i = 0;
+  while (i < kWaitBuckets - 1 && wait_us > kWaitBoundsUs[i]) i++;
+  bucket[i].fetch_add(connections, std::memory_order_relaxed);
+  sum_us.fetch_add(wait_us * connections, std::memory_order_relaxed);
+}
+
 uint32_t MonotonicMillis() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall

@@ -3,6 +3,10 @@
 // figures with atomic adds from JS (Atomics on an Int32Array over the mapping); the accept
 // thread reads them with relaxed atomic loads. Choosing a worker therefore costs no
 // syscall and no message.
+//
+// After the 16 fields (one cache line) comes the dispatch-wait histogram: how long each
+// connection waited from the primary's accept to the worker taking it, written by the
+// worker's inbox (native/inbox.cc), summed by the primary on a stats() call.
 #pragma once
 #include <napi.h>
 
@@ -35,15 +39,32 @@ enum ScoreField : int {
   kFieldCount = 16,   // 64 bytes: one cache line per worker
 };
 
-constexpr size_t kScoreboardBytes = kFieldCount * sizeof(int32_t);
+// Upper bounds (le, µs) of the dispatch-wait buckets; the last bucket is +Inf. Keep in step
+// with src/scoreboard.ts (WAIT_BUCKETS_SECONDS).
+constexpr uint32_t kWaitBoundsUs[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000};
+constexpr size_t kWaitBuckets = sizeof(kWaitBoundsUs) / sizeof(kWaitBoundsUs[0]) + 1;
+
+// Per-bucket counts (not cumulative: one add per connection) and the sum of waits in µs.
+// The count is the sum of the buckets, so a reader never sees it disagree with them.
+struct WaitHistogram {
+  std::atomic<uint64_t> bucket[kWaitBuckets];
+  std::atomic<uint64_t> sum_us;
+  void Record(uint64_t wait_us, uint32_t connections);
+};
 
 struct Scoreboard {
   std::atomic<int32_t> field[kFieldCount];
+  WaitHistogram wait;
   int32_t Load(ScoreField f) const { return field[f].load(std::memory_order_relaxed); }
 };
 
-static_assert(sizeof(Scoreboard) == kScoreboardBytes, "scoreboard layout");
+constexpr size_t kWaitOffset = kFieldCount * sizeof(int32_t);  // 64: the histogram starts here
+constexpr size_t kScoreboardBytes = sizeof(Scoreboard);
+
+static_assert(kWaitOffset == 64 && sizeof(Scoreboard) == kWaitOffset + sizeof(WaitHistogram), "scoreboard layout");
+static_assert(kScoreboardBytes == 192, "scoreboard layout: keep in step with src/scoreboard.ts");
 static_assert(std::atomic<int32_t>::is_always_lock_free, "scoreboard atomics must be lock-free");
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "scoreboard atomics must be lock-free");
 
 // Maps a scoreboard memfd (the worker's own, writable view); returns nullptr and sets errno
 // on failure.

@@ -52,8 +52,9 @@ export interface NativeAcceptor {
   addWorker(id: number, channelFd: number, scoreboardFd: number, workerEndFd?: number): void;
   removeWorker(id: number): boolean;
   pauseWorker(id: number, paused: boolean): void;
-  /** Queues re-dispatched connections; with the thread gone, delivers or closes each now (returns how many were closed). */
-  dispatch(handoffs: number[]): number;
+  /** Queues re-dispatched connections; with the thread gone, delivers or closes each now (returns how many were closed).
+   *  acceptedAt (from drainChannel): each one's accept time, CLOCK_MONOTONIC ns; default now. */
+  dispatch(handoffs: number[], acceptedAt?: number[]): number;
   setMaxConnections(max: number): void;
   /** Take back connections a worker has held unread this long (ms); 0 disables. */
   setStealAfter(ms: number): void;
@@ -80,7 +81,10 @@ export interface Addon {
   adoptFd(fd: number): number;
   closeFd(fd: number): void;
   socketpair(): [number, number];
-  drainChannel(fd: number): number[];
+  /** [fd, listener, ...] not yet read; appends each one's accept time (CLOCK_MONOTONIC ns) to acceptedAt. */
+  drainChannel(fd: number, acceptedAt?: number[]): number[];
+  /** A listener's accept queue now (TCP_INFO, or unix_diag for unix sockets); null if the kernel cannot tell. */
+  listenQueue(fd: number): { queued: number; backlog: number } | null;
   createScoreboard(): { fd: number; buffer: ArrayBuffer };
   mapScoreboard(fd: number): ArrayBuffer;
   monotonicMillis(): number;

@@ -7,10 +7,10 @@ import type { AddressInfo } from 'node:net';
 import type { MetricsServer } from './metrics';
 import { loadAddon, type Addon, type NativeAcceptor } from './binding';
 import { HerdlessError, invalidOption } from './errors';
-import { closeListeners, openListeners, type Listener } from './listeners';
+import { closeListeners, describeListener, openListeners, type Listener } from './listeners';
 import { normalizeOptions, type DispatcherOptions, type Mode, type NormalizedOptions } from './options';
 import { Pool } from './pool';
-import { readCount, readLoop, readScore } from './scoreboard';
+import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from './scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
 import type { WorkerExit } from './worker-handle';
 
@@ -43,8 +43,29 @@ export interface WorkerStats {
   loopWakeups: number;
 }
 
+/** One listener's accept queue in the kernel, read when stats() is called. */
+export interface ListenerStats {
+  /** "127.0.0.1:8080", "[::1]:8080", or the unix socket's path. */
+  address: string;
+  /** Connections the kernel completed that nobody has accepted yet; null where it cannot tell
+   *  (reuseport mode: each worker has its own queue; a unix socket without unix_diag). */
+  queued: number | null;
+  /** The queue's limit: the listen(2) backlog, capped by net.core.somaxconn (as configured where the kernel cannot tell). */
+  backlog: number | null;
+}
+
+/** Time from the primary's accept to a worker taking the connection (dispatch mode; cumulative, like Prometheus). */
+export interface DispatchWaitStats {
+  count: number;
+  sumSeconds: number;
+  /** Cumulative: connections that waited at most `le` seconds; the last is le: Infinity (= count). */
+  buckets: { le: number; count: number }[];
+}
+
 export interface DispatcherStats {
   mode: Mode;
+  listeners: ListenerStats[];
+  dispatchWait: DispatchWaitStats;
   dispatcher: {
     accepted: number;
     handedOff: number;
@@ -89,7 +110,7 @@ function acceptError(err: Error & { listener?: number }, listeners: Listener[]):
     return new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err });
   }
   const l = listeners[err.listener];
-  const where = l?.info.family === 'unix' ? l.info.path || 'a unix socket' : `${l?.info.address}:${l?.info.port}`;
+  const where = l ? describeListener(l) : 'unknown';
   const why = (err as { code?: string }).code === 'ESHUTDOWN' ? 'it was shut down: epoll reports a hang-up' : err.message;
   return new HerdlessError(
     'ERR_HERDLESS_ACCEPT',
@@ -98,6 +119,15 @@ function acceptError(err: Error & { listener?: number }, listeners: Listener[]):
       'is shared with its owner): close() and start again to listen on it anew.',
     { cause: err, listener: err.listener },
   );
+}
+
+function waitStats(w: WaitCounts): DispatchWaitStats {
+  let cumulative = 0;
+  const buckets = w.buckets.map((n, i) => {
+    cumulative += n;
+    return { le: i < WAIT_BUCKETS_SECONDS.length ? WAIT_BUCKETS_SECONDS[i] : Infinity, count: cumulative };
+  });
+  return { count: cumulative, sumSeconds: w.sumUs / 1e6, buckets };
 }
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
@@ -247,7 +277,16 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         waiting: 0,
       };
     }
-    return { mode: this.opts.mode, dispatcher, workers };
+    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait()), dispatcher, workers };
+  }
+
+  /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */
+  private listenerStats(): ListenerStats[] {
+    return this.sockets.map((l) => {
+      // Closed by close(): the fd number may belong to something else by now.
+      const q = this.closing ? null : this.addon.listenQueue(l.fd);
+      return { address: describeListener(l), queued: q?.queued ?? null, backlog: q?.backlog ?? l.backlog ?? null };
+    });
   }
 
   /** Grow or shrink to `n` workers, clamped to [min, max]; resolves with the new size when done. */

@@ -15,6 +15,8 @@ export interface Listener {
   info: SocketInfo;
   /** Set for unix sockets we created: removed on close. */
   socketPath?: string;
+  /** The listen(2) backlog asked for (not known for an inherited fd). */
+  backlog?: number;
   /** Set in reuseport mode: what each worker binds. */
   reusePort?: { ip: string; port: number; backlog: number };
 }
@@ -32,7 +34,7 @@ function openTcp(addon: Addon, ip: string, port: number, backlog: number, mode: 
 async function openOne(addon: Addon, spec: NormalizedListen, mode: Mode): Promise<Listener> {
   if (spec.kind === 'unix') {
     const fd = addon.listenUnix(spec.path, spec.backlog, spec.mode);
-    return { fd, info: addon.socketInfo(fd), socketPath: spec.path };
+    return { fd, info: addon.socketInfo(fd), socketPath: spec.path, backlog: spec.backlog };
   }
   if (spec.kind === 'fd') {
     let info: SocketInfo;
@@ -86,7 +88,19 @@ function checkInherited(k: FdKind, fd: number): void {
 
 function tcpListener(addon: Addon, fd: number, ip: string, backlog: number, mode: Mode): Listener {
   const info = addon.socketInfo(fd);
-  return mode === 'reuseport' ? { fd, info, reusePort: { ip, port: info.port!, backlog } } : { fd, info };
+  return mode === 'reuseport' ? { fd, info, backlog, reusePort: { ip, port: info.port!, backlog } } : { fd, info, backlog };
+}
+
+/**
+ * A listener in words, as stats(), metrics labels and errors name it: "127.0.0.1:8080",
+ * "[::1]:8080" (brackets, as in a URL), or the unix socket's path.
+ */
+export function describeListener(l: Listener): string {
+  const { info } = l;
+  if (info.family === 'unix') return info.path || `unnamed unix socket (fd ${l.fd})`;
+  if (info.family === 'IPv6') return `[${info.address}]:${info.port}`;
+  if (info.family === 'IPv4') return `${info.address}:${info.port}`;
+  return `fd ${l.fd}`;
 }
 
 export async function openListeners(addon: Addon, specs: NormalizedListen[], mode: Mode): Promise<Listener[]> {

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { Dispatcher, DispatcherStats, WorkerStats } from './dispatcher';
+import type { Dispatcher, DispatcherStats, DispatchWaitStats, WorkerStats } from './dispatcher';
 
 export interface MetricsOptions {
   port: number;
@@ -48,6 +48,35 @@ const PER_WORKER: [string, string, 'counter' | 'gauge', (w: WorkerStats) => numb
   ['herdless_worker_rejected_fds_total', 'Hand-off records a worker could not take whole (malformed, or fds dropped at its fd limit).', 'counter', (w) => w.rejectedFds],
   ['herdless_worker_fd_room_stalls_total', 'Times a worker stopped reading its channel near its fd limit.', 'counter', (w) => w.fdRoomStalls],
 ];
+
+/**
+ * herdless_dispatch_wait_seconds: the counts live in the workers' shared pages (see
+ * DispatchWaitStats), so prom-client's Histogram, which counts observations itself, does not
+ * fit; this is the same text it would write, from the counts as they are.
+ */
+function dispatchWaitHistogram(registry: Registry, read: () => DispatchWaitStats): void {
+  const name = 'herdless_dispatch_wait_seconds';
+  const help = "Time from the primary's accept to a worker taking the connection off its channel (dispatch mode).";
+  const metric = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get: async () => {
+      const w = read();
+      const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = w.buckets.map((b) => ({
+        metricName: `${name}_bucket`,
+        labels: { le: b.le === Infinity ? '+Inf' : b.le },
+        value: b.count,
+      }));
+      values.push({ metricName: `${name}_sum`, labels: {}, value: w.sumSeconds });
+      values.push({ metricName: `${name}_count`, labels: {}, value: w.count });
+      return { name, help, type: 'histogram', values, aggregator: 'sum' };
+    },
+  };
+  // The registry reads only name, type and get() (its public contract for custom collectors).
+  registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
+}
 
 /** The kernel's page size, from the auxiliary vector (AT_PAGESZ); statm counts pages. */
 function pageSize(): number {
@@ -117,6 +146,19 @@ export function createRegistry(d: Dispatcher): Registry {
       if (rss !== undefined) this.set({ worker: String(w.id) }, rss);
     }
   } });
+  dispatchWaitHistogram(registry, () => stats().dispatchWait);
+  for (const [name, help, key] of [
+    ['herdless_listen_queue_length', "Connections in a listener's accept queue, not yet accepted (absent where the kernel cannot tell).", 'queued'],
+    ['herdless_listen_queue_limit', "The most a listener's accept queue holds: its listen(2) backlog, capped by net.core.somaxconn.", 'backlog'],
+  ] as const) {
+    new Gauge({ name, help, labelNames: ['listener'], registers: [registry], collect() {
+      this.reset();
+      for (const l of stats().listeners) {
+        const v = l[key];
+        if (v !== null) this.set({ listener: l.address }, v);
+      }
+    } });
+  }
   collectDefaultMetrics({ register: registry }); // the primary's own CPU, memory, fds
   return registry;
 }

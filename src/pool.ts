@@ -11,6 +11,7 @@ import type { Addon, NativeAcceptor } from './binding';
 import { HerdlessError } from './errors';
 import type { Listener } from './listeners';
 import type { NormalizedOptions } from './options';
+import { addWait, emptyWait, type WaitCounts } from './scoreboard';
 import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
 
 const RESPAWN_BASE_MS = 100;
@@ -53,6 +54,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Workers taken out of dispatch -> how many connections they had been sent and not read then. */
   private readonly unreadBound = new Map<number, number>();
   private halted: HerdlessError | undefined;
+  /** Dispatch-wait counts of workers that have exited: a histogram's counts never go down. */
+  private readonly retiredWait = emptyWait();
   /** Starts under way (being started, or waiting out a back-off before a start). */
   private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
 
@@ -203,7 +206,16 @@ export class Pool extends EventEmitter<PoolEvents> {
     this.refill();
   }
 
+  /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */
+  dispatchWait(): WaitCounts {
+    const sum: WaitCounts = { buckets: [...this.retiredWait.buckets], sumUs: this.retiredWait.sumUs };
+    for (const w of this.workers.values()) addWait(sum, w.board);
+    return sum;
+  }
+
   private onExit(w: WorkerHandle, exit: WorkerExit): void {
+    // Its page is final now (the process is gone); it leaves this.workers below, in the same turn.
+    addWait(this.retiredWait, w.board);
     this.detach(w);
     this.reclaim(w, Date.now());
     this.workers.delete(w.id);
@@ -245,7 +257,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     }
     try {
       const unread = w.unread();
-      if (unread.length > 0) this.acceptor!.dispatch(unread);
+      if (unread.handoffs.length > 0) this.acceptor!.dispatch(unread.handoffs, unread.acceptedAt);
     } catch (err) {
       // drainChannel closed what it had read; the cleanup below must happen regardless.
       this.report(err as Error);
@@ -351,13 +363,13 @@ export class Pool extends EventEmitter<PoolEvents> {
    */
   private handOn(w: WorkerHandle): void {
     if (!this.acceptor || this.closing || w.state === 'exited' || !this.canHoldUnread(w)) return;
-    let unread: number[];
+    let unread: ReturnType<WorkerHandle['unread']>;
     try {
       unread = w.unread();
     } catch {
       return; // the channel failed: onExit() tries again once the worker is gone
     }
-    if (unread.length > 0) this.acceptor.dispatch(unread);
+    if (unread.handoffs.length > 0) this.acceptor.dispatch(unread.handoffs, unread.acceptedAt);
   }
 
   /** Grow or shrink to `n` workers (clamped to [min, max]); shrinking goes one at a time. */

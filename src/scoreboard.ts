@@ -27,6 +27,32 @@ export const Score = {
   loopSinceMs: 15,
 } as const;
 
+/** The page's size: 16 int32 fields, then the dispatch-wait histogram (native/scoreboard.h). */
+export const SCOREBOARD_BYTES = 192;
+const WAIT_OFFSET = 64;
+
+/** Upper bounds of the dispatch-wait buckets, seconds; one more bucket (+Inf) follows. */
+export const WAIT_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] as const;
+
+/** Dispatch-wait counts: per bucket (not cumulative; the last is +Inf) and the sum of waits, µs. */
+export interface WaitCounts {
+  buckets: number[];
+  sumUs: number;
+}
+
+export function emptyWait(): WaitCounts {
+  return { buckets: new Array<number>(WAIT_BUCKETS_SECONDS.length + 1).fill(0), sumUs: 0 };
+}
+
+/** Adds the histogram of `board` (written by the worker's inbox) into `into`. */
+export function addWait(into: WaitCounts, board: Int32Array): WaitCounts {
+  if (board.buffer.byteLength < SCOREBOARD_BYTES) return into;
+  const words = new BigUint64Array(board.buffer, WAIT_OFFSET, WAIT_BUCKETS_SECONDS.length + 2);
+  for (let i = 0; i < into.buckets.length; i++) into.buckets[i] += Number(Atomics.load(words, i));
+  into.sumUs += Number(Atomics.load(words, into.buckets.length));
+  return into;
+}
+
 /** Most connections or requests a worker can plausibly hold; anything above is nonsense. */
 const SANE_COUNT = 1 << 24;
 

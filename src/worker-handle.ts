@@ -10,6 +10,7 @@ import type { Addon } from './binding';
 import { HerdlessError } from './errors';
 import type { Listener } from './listeners';
 import type { NormalizedOptions } from './options';
+import { SCOREBOARD_BYTES } from './scoreboard';
 import { CONFIG_ENV, FIRST_EXTRA_FD, isWorkerMessage, type PrimaryMessage, type WorkerConfig, type WorkerSource } from './protocol';
 
 const WORKER_MAIN = path.join(__dirname, 'worker', 'main.js');
@@ -42,7 +43,7 @@ export interface WorkerExit {
 }
 
 /** A board for a worker that never got one (its start failed): reads as all zeros. */
-const EMPTY_BOARD = new Int32Array(16);
+const EMPTY_BOARD = new Int32Array(SCOREBOARD_BYTES / 4);
 
 export class WorkerHandle extends EventEmitter {
   /** Undefined when spawn() itself threw. */
@@ -224,9 +225,12 @@ export class WorkerHandle extends EventEmitter {
     if (this.state !== 'exited') this.child?.kill(signal);
   }
 
-  /** Connections sent to this worker that it has not read: after it exited, or once it was taken out of dispatch. */
-  unread(): number[] {
-    return this.channel ? this.addon.drainChannel(this.channel.workerEnd) : [];
+  /** Connections sent to this worker that it has not read: after it exited, or once it was taken out of dispatch.
+   *  acceptedAt: when each was first accepted, for the next worker's dispatch-wait figure. */
+  unread(): { handoffs: number[]; acceptedAt: number[] } {
+    const acceptedAt: number[] = [];
+    const handoffs = this.channel ? this.addon.drainChannel(this.channel.workerEnd, acceptedAt) : [];
+    return { handoffs, acceptedAt };
   }
 
   /** Close our fds for this worker; its scoreboard mapping goes with the garbage collector. */

@@ -81,6 +81,20 @@ describe('queue metrics', function () {
     assert.equal(d.stats().dispatchWait.count, v6 ? 3 : 2);
   });
 
+  it('herd mode reads the shared listener\'s queue; reuseport cannot (one queue per worker); neither has a dispatch wait', async () => {
+    d = await Dispatcher.start({ app: APP, mode: 'herd', min: 1, max: 1, listen: { port: 0, host: '127.0.0.1', backlog: 40 } });
+    assert.equal((await get(d.address().port)).status, 200);
+    let s = d.stats();
+    assert.deepEqual(s.listeners, [{ address: `127.0.0.1:${d.address().port}`, queued: 0, backlog: limitFor(40) }]);
+    assert.equal(s.dispatchWait.count, 0, 'no hand-off, no wait');
+    await d.close();
+    d = await Dispatcher.start({ app: APP, mode: 'reuseport', min: 1, max: 1, listen: { port: 0, host: '127.0.0.1', backlog: 40 } });
+    assert.equal((await get(d.address().port)).status, 200);
+    s = d.stats();
+    assert.deepEqual(s.listeners, [{ address: `127.0.0.1:${d.address().port}`, queued: null, backlog: 40 }]);
+    assert.equal(s.dispatchWait.count, 0);
+  });
+
   it('a full worker leaves connections in the kernel: queued grows, the limit is the backlog', async () => {
     // One worker that may hold one connection: while it holds it, the accept thread has
     // nowhere to send the next ones and leaves them in the listener's queue.

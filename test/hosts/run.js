@@ -130,8 +130,15 @@ async function main() {
   fs.writeFileSync(globalCfg, `global\n    stats socket ${statsSocket} mode 600\n    log stdout format raw local0\n`);
   execFileSync('haproxy', ['-c', '-q', '-f', globalCfg, '-f', CFG], { stdio: 'inherit' });
   const hapLog = fs.openSync(path.join(tmp, 'haproxy.log'), 'a');
-  spawn('ip', ['netns', 'exec', topo.lb, 'haproxy', '-db', '-f', globalCfg, '-f', CFG], { stdio: ['ignore', hapLog, hapLog] });
+  const haproxy = spawn('ip', ['netns', 'exec', topo.lb, 'haproxy', '-db', '-f', globalCfg, '-f', CFG], { stdio: ['ignore', hapLog, hapLog] });
   fs.closeSync(hapLog);
+  let haproxyExit;
+  haproxy.on('exit', (code, signal) => (haproxyExit = signal ?? `status ${code}`));
+  for (let i = 0; i < 100 && !fs.existsSync(statsSocket); i++) {
+    if (haproxyExit) break;
+    await sleep(50);
+  }
+  if (!fs.existsSync(statsSocket)) throw new Error(`haproxy did not start (${haproxyExit ?? 'no stats socket after 5 s'}); see ${path.join(tmp, 'haproxy.log')}`);
   console.log(`haproxy: haproxy -db -f <global: stats socket, log> -f docs/haproxy.cfg (inter ${timing.inter}ms fall ${timing.fall} rise ${timing.rise}); logs in ${tmp}`);
 
   for (const h of hosts) h.start();
@@ -232,7 +239,7 @@ async function main() {
     notes.push(`killed process group ${pgid} (primary ${pid}); HAProxy marked web1 DOWN ${markDown} ms later (fall ${timing.fall} x inter ${timing.inter} ms)`);
     notes.push(`until DOWN: ${describe(before)}`);
     notes.push(`after DOWN: ${describe(after)}`);
-    notes.push(`HAProxy retried ${retried} connections to web1 and redispatched ${redispatched} to web2 (retries/option redispatch); without them each would have been a failed request`);
+    notes.push(`HAProxy retried ${retried} connections to web1 and redispatched ${redispatched} to web2 after their connection was refused (retries 2, option redispatch 1); with retries 0 each would have been a 503`);
     const failed = before.failed + after.failed;
     if (failed > CLIENTS) problems.push(`${failed} failed requests, more than the ${CLIENTS} that can be in flight`);
     if (markDown > downBound) problems.push(`DOWN after ${markDown} ms (bound ${downBound} ms)`);
@@ -247,7 +254,7 @@ async function main() {
   await phase(`phase 4: start web1 again (goal: 0 failed, UP within ${upBound} ms of its /healthz answering 200, both hosts get a share)`, async () => {
     const notes = [];
     const problems = [];
-    net.pidsIn(web1.ns).forEach((p) => process.kill(p, 'SIGKILL'));
+    killAll(web1);
     const tStart = Date.now();
     web1.start();
     const ready = await agent.call('waitHealthy', { url: web1.healthUrl, timeoutMs: 30_000 });
@@ -309,9 +316,19 @@ async function reload(h, agent, stayUp) {
   return { ok: false, note: `reload did not finish in 30 s: workers ${before.join(',')} -> ${h.workersOf(p).join(',')}` };
 }
 
+function killAll(h) {
+  for (const p of h.everything()) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
 /** After a failed step: kill what is left of the host and start it again. */
 async function restore(h, agent, stayUp) {
-  for (const p of h.everything()) process.kill(p, 'SIGKILL');
+  killAll(h);
   const t0 = Date.now();
   while (h.everything().length > 0 && Date.now() - t0 < 5000) await sleep(50);
   h.start();

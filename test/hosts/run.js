@@ -239,7 +239,7 @@ async function main() {
     notes.push(`killed process group ${pgid} (primary ${pid}); HAProxy marked web1 DOWN ${markDown} ms later (fall ${timing.fall} x inter ${timing.inter} ms)`);
     notes.push(`until DOWN: ${describe(before)}`);
     notes.push(`after DOWN: ${describe(after)}`);
-    notes.push(`HAProxy retried ${retried} connections to web1 and redispatched ${redispatched} to web2 after their connection was refused (retries 2, option redispatch 1); with retries 0 each would have been a 503`);
+    notes.push(`HAProxy retried ${retried} connections to web1 and redispatched ${redispatched} to web2 after their connection was refused (retries, option redispatch)`);
     const failed = before.failed + after.failed;
     if (failed > CLIENTS) problems.push(`${failed} failed requests, more than the ${CLIENTS} that can be in flight`);
     if (markDown > downBound) problems.push(`DOWN after ${markDown} ms (bound ${downBound} ms)`);

@@ -20,13 +20,13 @@ const os = require('node:os');
 const path = require('node:path');
 const net = require('./net');
 const { Host } = require('./host');
+const { upgrade, reload, restore, killAll } = require('./steps');
 
 const CFG = path.resolve(__dirname, '../../docs/haproxy.cfg');
 const KEEPALIVE_CLIENTS = 6;
 const CLOSE_CLIENTS = 2;
 const CLIENTS = KEEPALIVE_CLIENTS + CLOSE_CLIENTS;
 const SLACK_MS = 1000; // a loaded 2-core CI machine: checks and polls run late
-const UPGRADE_WINDOW_MS = 20_000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function skip(reason) {
@@ -190,11 +190,11 @@ async function main() {
     const notes = [];
     const problems = [];
     for (const h of hosts) {
-      const r = await upgrade(h, agent, stayUp);
+      const r = await upgrade(h, stayUp);
       notes.push(`${h.name}: ${r.note}`);
       if (!r.ok) {
         problems.push(`${h.name}: ${r.note}`);
-        await restore(h, agent, stayUp);
+        await restore(h, stayUp);
         notes.push(`${h.name}: started afresh to go on with the other phases; web2 not upgraded`);
         break;
       }
@@ -208,7 +208,7 @@ async function main() {
     const notes = [];
     const problems = [];
     for (const h of hosts) {
-      const r = await reload(h, agent, stayUp);
+      const r = await reload(h, stayUp);
       notes.push(`${h.name}: ${r.note}`);
       if (!r.ok) problems.push(`${h.name}: ${r.note}`);
       await sleep(1000);
@@ -273,66 +273,6 @@ async function main() {
   const failedPhases = results.filter((r) => !r.pass);
   console.log(failedPhases.length === 0 ? 'test:hosts: PASS, every phase met its goal' : `test:hosts: FAIL: ${failedPhases.map((r) => r.title.split(':')[0]).join(', ')} missed the goal`);
   return failedPhases.length === 0;
-}
-
-/** SIGUSR2 to the serving primary; done when a different primary alone serves and is UP. */
-async function upgrade(h, agent, stayUp) {
-  const old = h.primary();
-  const t0 = Date.now();
-  process.kill(old, 'SIGUSR2');
-  let seen = [old];
-  while (Date.now() - t0 < UPGRADE_WINDOW_MS) {
-    await sleep(100);
-    const now = h.primaries();
-    seen = [...new Set([...seen, ...now])];
-    if (now.length === 0) {
-      const how = h.started?.pid === old && h.exit ? h.exit : 'exited';
-      return { ok: false, note: `USR2 not supported: primary ${old} ${how} and no new primary appeared (a herdless without USR2 upgrades dies of the signal's default action)` };
-    }
-    if (now.length === 1 && now[0] !== old) {
-      await stayUp(h, t0, Math.max(1000, UPGRADE_WINDOW_MS - (Date.now() - t0)));
-      return { ok: true, note: `primary ${old} -> ${now[0]} in ${((Date.now() - t0) / 1000).toFixed(1)} s (${h.workersOf(now[0]).length} workers), UP in HAProxy` };
-    }
-  }
-  const now = h.primaries();
-  if (now.length === 1 && now[0] === old && seen.length === 1) return { ok: false, note: `USR2 not supported: primary still ${old} after ${UPGRADE_WINDOW_MS / 1000} s and no new one started (signal ignored?)` };
-  return { ok: false, note: `upgrade did not finish in ${UPGRADE_WINDOW_MS / 1000} s: primaries now ${now.join(', ') || 'none'}, seen ${seen.join(', ')}` };
-}
-
-/** SIGHUP to the primary; done when every worker it had is replaced and it is UP. */
-async function reload(h, agent, stayUp) {
-  const p = h.primary();
-  const before = h.workersOf(p);
-  const t0 = Date.now();
-  process.kill(p, 'SIGHUP');
-  while (Date.now() - t0 < 30_000) {
-    await sleep(100);
-    const now = h.workersOf(p);
-    if (now.length >= before.length && !now.some((w) => before.includes(w))) {
-      await stayUp(h, t0, 10_000);
-      return { ok: true, note: `workers ${before.join(',')} -> ${now.join(',')} in ${((Date.now() - t0) / 1000).toFixed(1)} s, primary ${p} kept` };
-    }
-  }
-  return { ok: false, note: `reload did not finish in 30 s: workers ${before.join(',')} -> ${h.workersOf(p).join(',')}` };
-}
-
-function killAll(h) {
-  for (const p of h.everything()) {
-    try {
-      process.kill(p, 'SIGKILL');
-    } catch {
-      // exited meanwhile
-    }
-  }
-}
-
-/** After a failed step: kill what is left of the host and start it again. */
-async function restore(h, agent, stayUp) {
-  killAll(h);
-  const t0 = Date.now();
-  while (h.everything().length > 0 && Date.now() - t0 < 5000) await sleep(50);
-  h.start();
-  await stayUp(h, t0, 30_000);
 }
 
 // --- clean up on every way out

@@ -122,7 +122,9 @@ async function pollStats() {
         if (row.pxname !== 'app' || row.svname === 'BACKEND' || row.svname === 'FRONTEND') continue;
         if (state[row.svname] !== row.status) {
           state[row.svname] = row.status;
-          changes.push({ t: Date.now(), server: row.svname, status: row.status, snapshot: snapshot() });
+          // check_status/check_code say why: L4CON (refused), L7STS 503 (/healthz said no)...
+          const check = [row.check_status, row.check_code].filter(Boolean).join(' ');
+          changes.push({ t: Date.now(), server: row.svname, status: row.status, check, snapshot: snapshot() });
         }
       }
     } catch {

@@ -166,7 +166,7 @@ async function main() {
     const pass = problems.length === 0;
     console.log(`${title}: ${pass ? 'PASS' : 'FAIL'}\n  ${describe(d)}`);
     for (const line of r.notes || []) console.log(`  ${line}`);
-    if (changes.length) console.log(`  HAProxy: ${changes.map((c) => `${c.server} ${c.status} at +${((c.t - from.t) / 1000).toFixed(2)} s`).join(', ')}`);
+    if (changes.length) console.log(`  HAProxy: ${changes.map((c) => `${c.server} ${c.status} at +${((c.t - from.t) / 1000).toFixed(2)} s${c.check ? ` (${c.check})` : ''}`).join(', ')}`);
     for (const p of problems) console.log(`  FAIL: ${p}`);
     if (d.failed > 0) {
       const f = await agent.call('failures', { since: from.t });

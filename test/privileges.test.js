@@ -8,6 +8,7 @@ const path = require('node:path');
 const { execFileSync, spawn } = require('node:child_process');
 const { Dispatcher } = require('..');
 const { get, waitFor } = require('./helpers');
+const { runCli, started, childPids, killAll } = require('./ship/cli-proc');
 
 const app = require.resolve('./fixtures/whoami.js');
 const local = { port: 0, host: '127.0.0.1' };
@@ -89,6 +90,17 @@ describe('user and group: workers run as another user', function () {
     assert.equal(JSON.parse((await get(d.address().port, `/?file=${encodeURIComponent(secret)}`)).text).read, 'ok');
   });
 
+  it('an app the user cannot read fails the start with ERR_HERDLESS_APP_LOAD saying so (EACCES)', async () => {
+    fs.chmodSync(dir, 0o700);
+    const hidden = path.join(dir, 'app.js');
+    fs.copyFileSync(app, hidden);
+    await assert.rejects(Dispatcher.start({ app: hidden, listen: local, user: 'nobody' }), (err) => {
+      assert.equal(err.code, 'ERR_HERDLESS_APP_LOAD');
+      assert.match(err.message, new RegExp(`cannot read the app module ${hidden} as uid ${nobody.uid} \\(EACCES\\)`));
+      return true;
+    });
+  });
+
   it('numeric ids work as names do; group alone sets the gid and the only group, the uid stays', async () => {
     d = await Dispatcher.start({ app, listen: local, user: nobody.uid, group: nobody.gid });
     let c = credentialsOf(d.workers()[0].pid);
@@ -134,6 +146,24 @@ describe('user and group: workers run as another user', function () {
     } finally {
       primary.kill('SIGTERM');
       await exited;
+    }
+  });
+
+  it('the CLI: --user nobody --group <its gid>', async () => {
+    const cli = runCli(['--host', '127.0.0.1', '--port', '0', '-w', '2', '--user', 'nobody', '--group', String(nobody.gid), app]);
+    try {
+      const { port } = await started(cli);
+      const workers = childPids(cli.pid);
+      assert.equal(workers.length, 2, cli.log());
+      for (const pid of workers) assert.equal(credentialsOf(pid).uid[0], nobody.uid);
+      assert.equal(JSON.parse((await get(port)).text).gid, nobody.gid);
+      const unknown = runCli(['--port', '0', '--user', 'no-such-user-herdless', app]);
+      assert.equal((await unknown.exited).code, 2);
+      assert.match(unknown.log(), /ERR_HERDLESS_INVALID_OPTION.*no user "no-such-user-herdless"/);
+    } finally {
+      cli.child.kill('SIGTERM');
+      await cli.exited;
+      killAll();
     }
   });
 

@@ -38,11 +38,13 @@ delete process.env[CONFIG_ENV];
  * when credentials change.
  */
 function becomeUser(c: NonNullable<WorkerConfig['credentials']>): void {
+  // process.initgroups exists on POSIX; this @types/node release does not declare it.
+  const proc = process as NodeJS.Process & { initgroups(user: string, extraGroup: number): void };
   try {
-    if (c.initGroups && c.user !== undefined) (process as unknown as { initgroups(user: string, extra: number): void }).initgroups(c.user, c.gid);
-    else process.setgroups!([c.gid]);
-    process.setgid!(c.gid);
-    process.setuid!(c.uid);
+    if (c.initGroups && c.user !== undefined) proc.initgroups(c.user, c.gid);
+    else proc.setgroups!([c.gid]);
+    proc.setgid!(c.gid);
+    proc.setuid!(c.uid);
   } catch (err) {
     process.stderr.write(`herdless: worker ${config!.id} could not switch to uid ${c.uid}, gid ${c.gid}: ${(err as Error).message}\n`);
     process.exit(1);

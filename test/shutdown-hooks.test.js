@@ -8,6 +8,7 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { Dispatcher } = require('..');
 const { get, waitFor, alive } = require('./helpers');
+const { runCli, started, childPids, killAll } = require('./ship/cli-proc');
 
 const app = require.resolve('./fixtures/shutdown-hook.js');
 const local = { port: 0, host: '127.0.0.1' };
@@ -100,6 +101,28 @@ describe('onShutdown hooks', function () {
     await waitFor(() => !alive(pid));
     assert.deepEqual(linesOf(file, pid), [[String(pid), 'hook', 'signal']]);
     await waitFor(() => d.size === 1 && d.workers()[0].pid !== pid);
+  });
+
+  it('the CLI: SIGTTOU retires a worker ("scale-down"), SIGTERM stops the rest ("shutdown")', async () => {
+    const cli = runCli(['--host', '127.0.0.1', '--port', '0', '--min', '1', '--max', '2', app], { env: { HOOK_FILE: file } });
+    try {
+      await started(cli);
+      process.kill(cli.pid, 'SIGTTIN');
+      await cli.waitLog(/SIGTTIN: pool target 2/);
+      const both = childPids(cli.pid);
+      assert.equal(both.length, 2, cli.log());
+      process.kill(cli.pid, 'SIGTTOU');
+      await cli.waitLog(/SIGTTOU: pool target 1/);
+      const kept = childPids(cli.pid);
+      const retired = both.filter((pid) => !kept.includes(pid));
+      assert.equal(retired.length, 1);
+      assert.deepEqual(linesOf(file, retired[0]), [[String(retired[0]), 'hook', 'scale-down']]);
+      process.kill(cli.pid, 'SIGTERM');
+      assert.equal((await cli.exited).code, 0, cli.log());
+      for (const pid of kept) assert.deepEqual(linesOf(file, pid), [[String(pid), 'hook', 'shutdown']]);
+    } finally {
+      killAll();
+    }
   });
 
   it('the primary gone (SIGKILLed): its workers run their hooks with "primary-gone", then exit', async () => {

@@ -4,8 +4,10 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { invalidOption } from './errors';
+import { resolveCredentials, type Credentials } from './credentials';
+import { HerdlessError, invalidOption } from './errors';
 import { DEFAULT_SCALE, type ScaleConfig } from './scaling';
+import { closest } from './suggest';
 
 export type Mode = 'dispatch' | 'herd' | 'reuseport';
 
@@ -65,6 +67,67 @@ export interface DispatcherOptions {
   headersTimeout?: number;
   requestTimeout?: number;
   keepAliveTimeout?: number;
+  /** Run workers as this user (name or uid), with its groups; the primary must be root. */
+  user?: string | number;
+  /** Run workers with this group (name or gid) as their group; alone, it is their only group. */
+  group?: string | number;
+}
+
+/**
+ * Every name Dispatcher.start() (and a --config file) accepts: any other is rejected as
+ * unknown, with the closest of these suggested. A new option is declared in
+ * DispatcherOptions above and gets its entry here (the compiler insists on both).
+ */
+export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
+  app: true,
+  listen: true,
+  min: true,
+  max: true,
+  mode: true,
+  backlog: true,
+  maxConnectionsPerWorker: true,
+  startTimeout: true,
+  env: true,
+  execArgv: true,
+  scale: true,
+  maxRequestsPerWorker: true,
+  maxMemory: true,
+  stallTimeout: true,
+  stealAfter: true,
+  metrics: true,
+  headersTimeout: true,
+  requestTimeout: true,
+  keepAliveTimeout: true,
+  user: true,
+  group: true,
+};
+
+/** The names a `listen` entry may hold (TCP, Unix socket or inherited fd); same rule. */
+export const LISTEN_OPTION_NAMES: Record<keyof TcpListen | keyof UnixListen | keyof FdListen, true> = {
+  port: true,
+  host: true,
+  backlog: true,
+  path: true,
+  mode: true,
+  fd: true,
+};
+
+const METRICS_OPTION_NAMES = ['port', 'host'];
+
+/**
+ * Throws ERR_HERDLESS_INVALID_OPTION for the first key of `given` not in `known`, naming it
+ * and the closest known name: a typo must not silently leave an option at its default.
+ */
+export function rejectUnknownOptions(given: object, known: readonly string[], prefix = '', where = ''): void {
+  for (const key of Object.keys(given)) {
+    if (known.includes(key)) continue;
+    const near = closest(key, known);
+    const hint = near === undefined ? `known options: ${known.join(', ')}` : `did you mean ${prefix}${near}?`;
+    throw new HerdlessError('ERR_HERDLESS_INVALID_OPTION', `Unknown option "${prefix}${key}"${where}: ${hint}`, {
+      option: `${prefix}${key}`,
+      suggestion: near === undefined ? undefined : `${prefix}${near}`,
+    });
+  }
 }
 
 export type NormalizedListen =
@@ -90,6 +153,8 @@ export interface NormalizedOptions {
   stealAfter: number;
   /** Only what the user set: an app's own server settings win otherwise. */
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
+  /** Who workers run as (`user`/`group`), or undefined to run them as the primary. */
+  credentials: Credentials | undefined;
 }
 
 /**
@@ -124,6 +189,7 @@ function normalizeListen(entry: unknown, i: number, backlog: number, many: boole
     throw invalidOption(name, 'expected { port, host }, { path } or { fd }');
   }
   const l = entry as Record<string, unknown>;
+  rejectUnknownOptions(l, Object.keys(LISTEN_OPTION_NAMES), `${name}.`);
   const keys = ['port', 'path', 'fd'].filter((k) => l[k] !== undefined);
   if (keys.length !== 1) throw invalidOption(name, 'give exactly one of "port", "path" or "fd"');
   const ownBacklog = intOption(`${name}.backlog`, l.backlog, backlog, 1, 2 ** 31 - 1);
@@ -152,6 +218,7 @@ function normalizeMetrics(input: unknown): NormalizedOptions['metrics'] {
   if (input === undefined) return undefined;
   if (input === null || typeof input !== 'object') throw invalidOption('metrics', 'expected { port, host? }');
   const m = input as Record<string, unknown>;
+  rejectUnknownOptions(m, METRICS_OPTION_NAMES, 'metrics.');
   if (m.host !== undefined && (typeof m.host !== 'string' || m.host === '')) throw invalidOption('metrics.host', 'expected a non-empty string');
   return { port: intOption('metrics.port', m.port, -1, 0, 65535), host: m.host as string | undefined };
 }
@@ -160,9 +227,7 @@ function normalizeScale(input: unknown): ScaleConfig {
   if (input === undefined) return { ...DEFAULT_SCALE };
   if (input === null || typeof input !== 'object') throw invalidOption('scale', 'expected an object');
   const s = input as Record<string, unknown>;
-  const known = Object.keys(DEFAULT_SCALE);
-  const unknown = Object.keys(s).filter((k) => !known.includes(k));
-  if (unknown.length > 0) throw invalidOption(`scale.${unknown[0]}`, `unknown; expected one of ${known.join(', ')}`);
+  rejectUnknownOptions(s, Object.keys(DEFAULT_SCALE), 'scale.');
   const cfg: ScaleConfig = {
     interval: intOption('scale.interval', s.interval, DEFAULT_SCALE.interval, 10, 60_000),
     idleTimeout: intOption('scale.idleTimeout', s.idleTimeout, DEFAULT_SCALE.idleTimeout, 0),
@@ -183,6 +248,7 @@ function normalizeScale(input: unknown): ScaleConfig {
 export function normalizeOptions(input: unknown): NormalizedOptions {
   if (input === null || typeof input !== 'object') throw invalidOption('options', 'expected an object');
   const o = input as Record<string, unknown>;
+  rejectUnknownOptions(o, Object.keys(OPTION_NAMES));
 
   if (typeof o.app !== 'string' || o.app === '') {
     throw invalidOption('app', 'expected the path of the module each worker runs, e.g. require.resolve("./app.js")');
@@ -241,5 +307,6 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
       requestTimeout: optionalInt('requestTimeout', o.requestTimeout),
       keepAliveTimeout: optionalInt('keepAliveTimeout', o.keepAliveTimeout),
     },
+    credentials: resolveCredentials(o.user, o.group),
   };
 }

@@ -314,7 +314,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Gracefully stop one worker: no new connections, finish in-flight, exit; SIGKILL after timeout. */
   async retire(w: WorkerHandle, reason: RetireReason, timeoutMs = 30_000): Promise<WorkerExit> {
     this.detach(w);
-    w.drain(reason);
+    w.drain(reason, timeoutMs);
     this.handOn(w);
     const timer = setTimeout(() => w.kill('SIGKILL'), timeoutMs);
     const exit = await w.exited;

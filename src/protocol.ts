@@ -37,14 +37,20 @@ export interface WorkerConfig {
   /** The primary's listeners, by the index that travels with each hand-off. */
   listeners: ListenerInfo[];
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
+  /** Who to become before the app loads, when setpriv(1) has not done it already. */
+  credentials?: { uid: number; gid: number; user?: string; initGroups: boolean };
 }
+
+/** Why a worker stops taking connections, as its onShutdown hooks are told. */
+export type ShutdownReason = 'reload' | 'scale-down' | 'recycle' | 'closed' | 'signal' | 'primary-gone' | 'shutdown';
 
 export type WorkerMessage =
   | { herdless: 'ready' }
   | { herdless: 'load-error'; message: string; stack?: string }
   | { herdless: 'draining' };
 
-export type PrimaryMessage = { herdless: 'drain' };
+/** `deadline`: ms from now after which the primary kills the worker. */
+export type PrimaryMessage = { herdless: 'drain'; reason: ShutdownReason; deadline: number };
 
 function tagged(m: unknown): boolean {
   return typeof m === 'object' && m !== null && typeof (m as { herdless?: unknown }).herdless === 'string';

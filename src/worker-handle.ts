@@ -7,11 +7,20 @@ import * as fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import type { Addon } from './binding';
+import type { Credentials } from './credentials';
 import { HerdlessError } from './errors';
 import type { Listener } from './listeners';
 import type { NormalizedOptions } from './options';
 import { SCOREBOARD_BYTES } from './scoreboard';
-import { CONFIG_ENV, FIRST_EXTRA_FD, isWorkerMessage, type PrimaryMessage, type WorkerConfig, type WorkerSource } from './protocol';
+import {
+  CONFIG_ENV,
+  FIRST_EXTRA_FD,
+  isWorkerMessage,
+  type PrimaryMessage,
+  type ShutdownReason,
+  type WorkerConfig,
+  type WorkerSource,
+} from './protocol';
 
 const WORKER_MAIN = path.join(__dirname, 'worker', 'main.js');
 /** Where setpriv(1) (util-linux) may live; see workerCommand(). */
@@ -30,6 +39,22 @@ export type WorkerState = 'starting' | 'ready' | 'draining' | 'exited';
 export type ExitReason = 'crashed' | 'start-failed' | 'stalled' | RetireReason;
 /** 'closed': the app itself called server.close() in the worker. */
 export type RetireReason = 'scaled-down' | 'reloaded' | 'recycled' | 'resized' | 'shutdown' | 'closed';
+
+/** What the worker's onShutdown hooks are told for each reason the primary retires it. */
+const SHUTDOWN_REASON: Record<RetireReason, ShutdownReason> = {
+  'scaled-down': 'scale-down',
+  resized: 'scale-down',
+  reloaded: 'reload',
+  recycled: 'recycle',
+  shutdown: 'shutdown',
+  closed: 'closed',
+};
+
+/** Grace kept between the deadline a worker is told and the primary's SIGKILL: its own exit comes first. */
+const DEADLINE_MARGIN_MS = 100;
+
+/** As Pool.retire()'s default: how long a worker asked to go has before it is killed. */
+const DEFAULT_RETIRE_TIMEOUT_MS = 30_000;
 
 export interface WorkerExit {
   id: number;
@@ -102,10 +127,12 @@ export class WorkerHandle extends EventEmitter {
         listeners: listeners.map(({ info }) => ({ family: info.family, address: info.address, port: info.port, path: info.path })),
         serverTimeouts: opts.serverTimeouts,
       };
-      const [file, args] = workerCommand(opts.execArgv);
+      const creds = opts.credentials;
+      const [file, args, switched] = workerCommand(opts.execArgv, creds);
+      if (creds && !switched) config.credentials = { uid: creds.uid, gid: creds.gid, user: creds.user, initGroups: creds.initGroups };
       this.child = spawn(file, args, {
         stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
-        env: { ...process.env, ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
+        env: { ...process.env, ...userEnv(creds), ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
       });
     } catch (err) {
       this.spawnFailed(err as Error);
@@ -211,12 +238,16 @@ export class WorkerHandle extends EventEmitter {
     });
   }
 
-  /** Ask the worker to stop taking connections, finish what it has, and exit. */
-  drain(reason: RetireReason): void {
+  /**
+   * Ask the worker to stop taking connections, run its onShutdown hooks, finish what it has,
+   * and exit; `timeoutMs` is when the caller kills it, and the worker is told a little less.
+   */
+  drain(reason: RetireReason, timeoutMs = DEFAULT_RETIRE_TIMEOUT_MS): void {
     this.retireReason ??= reason;
     if (this.state === 'exited') return;
     this.state = 'draining';
-    const message: PrimaryMessage = { herdless: 'drain' };
+    const deadline = Math.max(0, timeoutMs - Math.min(DEADLINE_MARGIN_MS, timeoutMs / 10));
+    const message: PrimaryMessage = { herdless: 'drain', reason: SHUTDOWN_REASON[reason], deadline };
     if (this.child?.connected) this.child.send(message, (err) => err && this.kill('SIGTERM'));
     else this.kill('SIGTERM');
   }
@@ -274,10 +305,23 @@ function findSetpriv(): string | null {
  * runs (the setting survives exec); the worker then replaces it with SIGTERM for a graceful
  * end. Without setpriv, the worker's own parent check and watchdog remain.
  */
-function workerCommand(execArgv: string[]): [string, string[]] {
+function workerCommand(execArgv: string[], creds: Credentials | undefined): [file: string, args: string[], switched: boolean] {
   const node = [...execArgv, WORKER_MAIN];
   const wrapper = findSetpriv();
-  return wrapper ? [wrapper, ['--pdeathsig', 'SIGKILL', '--', process.execPath, ...node]] : [process.execPath, node];
+  if (!wrapper) return [process.execPath, node, false];
+  // setpriv also switches user, group and supplementary groups before Node even starts (so
+  // nothing runs as root in the worker); it sets the death signal after the switch, which
+  // would otherwise clear it.
+  const become = creds
+    ? [`--regid=${creds.gid}`, creds.initGroups ? '--init-groups' : `--groups=${creds.gid}`, `--reuid=${creds.uid}`]
+    : [];
+  return [wrapper, [...become, '--pdeathsig', 'SIGKILL', '--', process.execPath, ...node], creds !== undefined];
+}
+
+/** HOME, USER and LOGNAME of the user workers run as (what login(1) would set). */
+function userEnv(creds: Credentials | undefined): Record<string, string> {
+  if (!creds?.user) return {};
+  return { USER: creds.user, LOGNAME: creds.user, ...(creds.home ? { HOME: creds.home } : {}) };
 }
 
 /** How many more fds this process may open under RLIMIT_NOFILE (Infinity if unlimited). */

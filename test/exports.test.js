@@ -11,12 +11,12 @@ describe('package entry points', () => {
   it('imports herdless and herdless/worker as ESM, sharing one instance with CommonJS', () => {
     const out = run(['--input-type=module', '-e', `
       import { Dispatcher, ErrorCodes } from 'herdless';
-      import { serve, workerId } from 'herdless/worker';
+      import { serve, workerId, onShutdown } from 'herdless/worker';
       import { createRequire } from 'node:module';
       const cjs = createRequire(process.cwd() + '/')('herdless');
-      console.log(typeof Dispatcher.start, cjs.Dispatcher === Dispatcher, typeof serve, workerId(), 'ERR_HERDLESS_APP_LOAD' in ErrorCodes);
+      console.log(typeof Dispatcher.start, cjs.Dispatcher === Dispatcher, typeof serve, workerId(), 'ERR_HERDLESS_APP_LOAD' in ErrorCodes, typeof onShutdown);
     `]);
-    assert.equal(out, 'function true function -1 true');
+    assert.equal(out, 'function true function -1 true function');
   });
 
   it('requires herdless as CommonJS', () => {
@@ -31,6 +31,16 @@ describe('package entry points', () => {
         .then(() => console.log('started'), (err) => console.log(err.code));
     `]);
     assert.equal(out, 'ERR_HERDLESS_UNSUPPORTED_PLATFORM');
+  });
+
+  it('onShutdown() outside a worker keeps the hook and never calls it; a non-function is a TypeError', () => {
+    const out = run(['-e', `
+      const { onShutdown } = require('herdless/worker');
+      onShutdown(() => console.log('called'));
+      try { onShutdown('nope'); } catch (err) { console.log(err.name); }
+      process.emit('SIGTERM'); process.emit('disconnect');
+    `]);
+    assert.equal(out, 'TypeError');
   });
 
   it('refuses serve() outside a worker', () => {

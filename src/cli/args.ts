@@ -31,6 +31,8 @@ Pool:
       --scale-interval <ms>
       --headers-timeout <ms> --request-timeout <ms> --keep-alive-timeout <ms>
       --shutdown-timeout <ms> graceful stop deadline, then workers are killed (default 30000)
+      --user <name|uid>    run workers as this user, with its groups (the primary runs as root)
+      --group <name|gid>   run workers with this group
 Other:
   -c, --config <file>      JSON, or a JS module exporting options; flags win
       --log <text|json>    log format on stderr (default text)
@@ -63,6 +65,8 @@ const FLAGS = {
   'request-timeout': { type: 'string' },
   'keep-alive-timeout': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
+  user: { type: 'string' },
+  group: { type: 'string' },
   config: { type: 'string', short: 'c' },
   log: { type: 'string' },
   metrics: { type: 'string' },
@@ -132,6 +136,8 @@ export function parseCli(argv: string[]): CliArgs {
     requestTimeout: int('request-timeout', v['request-timeout']),
     keepAliveTimeout: int('keep-alive-timeout', v['keep-alive-timeout']),
     scale: Object.keys(scale).length > 0 ? scale : undefined,
+    user: v.user,
+    group: v.group,
   });
   if (v.host !== undefined && v.port === undefined) throw invalidOption('--host', 'needs --port');
 

@@ -2,13 +2,14 @@
  * --config <file>: the Dispatcher options (plus the CLI's own `metrics`, `log` and
  * `shutdownTimeout`) from a JSON file or a JS module (CommonJS or ESM; an exported function,
  * possibly async, is called for them). A relative `app` is relative to the config file, as it
- * is in most tools' config files, so the file works from any directory.
+ * is in most tools' config files, so the file works from any directory. An unknown name
+ * fails the start, as in Dispatcher.start(), with the closest known one suggested.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HerdlessError, invalidOption } from '../errors';
-import type { DispatcherOptions } from '../options';
+import { OPTION_NAMES, rejectUnknownOptions, type DispatcherOptions } from '../options';
 import type { LogFormat } from './args';
 
 export interface FileConfig extends Omit<Partial<DispatcherOptions>, 'metrics'> {
@@ -16,6 +17,10 @@ export interface FileConfig extends Omit<Partial<DispatcherOptions>, 'metrics'> 
   log?: LogFormat;
   shutdownTimeout?: number;
 }
+
+/** The CLI's own names a config file may hold besides the Dispatcher options. */
+const CLI_NAMES: Record<Exclude<keyof FileConfig, keyof DispatcherOptions>, true> = { log: true, shutdownTimeout: true };
+const KNOWN_NAMES = [...Object.keys(OPTION_NAMES), ...Object.keys(CLI_NAMES)];
 
 async function readModule(file: string): Promise<unknown> {
   try {
@@ -49,6 +54,7 @@ export async function loadConfig(file: string): Promise<FileConfig> {
     throw invalidOption('--config', `${abs} must hold (or export) an object of options`);
   }
   const config = { ...(value as FileConfig) };
+  rejectUnknownOptions(config, KNOWN_NAMES, '', ` in --config ${abs}`);
   if (typeof config.app === 'string') config.app = path.resolve(path.dirname(abs), config.app);
   return config;
 }

@@ -5,6 +5,7 @@
  *   () => server | listener (async ok)  a factory, awaited: its promise is the readiness
  * or, if the module called serve(server) while loading, that server.
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { pathToFileURL } from 'node:url';
@@ -39,8 +40,30 @@ async function toServer(value: unknown, allowFactory: boolean): Promise<net.Serv
   );
 }
 
+/**
+ * The primary found `file`, but a worker running as another user (the `user` option) may
+ * not be allowed to read it, which import() reports as "Cannot find module": say so.
+ */
+function unreadable(file: string): AppLoadError | undefined {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') return undefined;
+    return new AppLoadError(
+      `cannot read the app module ${file} as uid ${process.getuid!()} (EACCES): the workers' user ("user" option) ` +
+        'needs read access to it, search access to its directories, and read access to what it loads',
+    );
+  }
+}
+
 export async function loadApp(file: string): Promise<net.Server> {
-  const mod: unknown = await import(pathToFileURL(file).href);
+  let mod: unknown;
+  try {
+    mod = await import(pathToFileURL(file).href);
+  } catch (err) {
+    throw unreadable(file) ?? err;
+  }
   const server = state.served ?? (await toServer(unwrapDefault(mod), true));
   if (server.listening) throw new AppLoadError('the app\'s server is already listening: export it without calling listen()');
   await Promise.all(state.readiness);

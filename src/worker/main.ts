@@ -3,15 +3,19 @@
  *
  * Life cycle: read config -> tie our life to the primary's -> load the app -> wait for its
  * readiness -> open our inboxes -> tell the primary 'ready' -> serve -> on 'drain' (or
- * SIGTERM, or the primary vanishing): stop taking connections, let open ones finish, exit.
+ * SIGTERM, server.close(), or the primary vanishing): stop taking connections, run the
+ * app's onShutdown hooks, let open connections finish, exit once both are done (or at the
+ * deadline).
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { loadAddon, type NativeInbox } from '../binding';
-import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type WorkerConfig, type WorkerMessage } from '../protocol';
+import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../protocol';
 import { Score } from '../scoreboard';
 import { Intake } from './intake';
 import { attachListenHandle, ListenHandleError } from './listen-handle';
 import { loadApp, AppLoadError } from './load-app';
+import { shutdownHooksPending, startShutdownHooks } from './shutdown-hooks';
 import { state } from './state';
 
 const ORPHAN_DEADLINE_MS = 800; // the primary is gone: finish quickly, within a second
@@ -26,6 +30,27 @@ if (!config) {
   process.exit(1);
 }
 delete process.env[CONFIG_ENV];
+
+/**
+ * `user`/`group` where setpriv(1) did not switch already: before anything else runs (the
+ * addon, the app), groups first (that needs root), then the gid, then the uid, after which
+ * nothing can be changed back. Also before the death signal below: the kernel clears it
+ * when credentials change.
+ */
+function becomeUser(c: NonNullable<WorkerConfig['credentials']>): void {
+  // process.initgroups exists on POSIX; this @types/node release does not declare it.
+  const proc = process as NodeJS.Process & { initgroups(user: string, extraGroup: number): void };
+  try {
+    if (c.initGroups && c.user !== undefined) proc.initgroups(c.user, c.gid);
+    else proc.setgroups!([c.gid]);
+    proc.setgid!(c.gid);
+    proc.setuid!(c.uid);
+  } catch (err) {
+    process.stderr.write(`herdless: worker ${config!.id} could not switch to uid ${c.uid}, gid ${c.gid}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+if (config.credentials) becomeUser(config.credentials);
 
 const addon = loadAddon();
 // If the primary dies, even by SIGKILL, the kernel sends us SIGTERM. Checking the parent
@@ -53,7 +78,7 @@ let intake: Intake | undefined;
 function openInboxes(server: net.Server): void {
   intake = new Intake(server, board, config!.listeners);
   const take = (list: number[] | null, consumed: number) => {
-    if (list === null) drain(ORPHAN_DEADLINE_MS); // the channel hung up: the primary is gone
+    if (list === null) drain('primary-gone', ORPHAN_DEADLINE_MS); // the channel hung up: the primary is gone
     else intake!.take(list, consumed);
   };
   for (const source of config!.sources) {
@@ -96,27 +121,45 @@ function applyTimeouts(server: net.Server): void {
 }
 
 let draining = false;
-function drain(deadlineMs?: number): void {
+let deadlineAt = Infinity;
+let deadlineTimer: NodeJS.Timeout | undefined;
+
+/** Exit `ms` from now at the latest, whatever is still open or pending (an earlier deadline wins). */
+function setDeadline(ms: number): void {
+  if (Date.now() + ms >= deadlineAt) return;
+  deadlineAt = Date.now() + ms;
+  clearTimeout(deadlineTimer);
+  deadlineTimer = setTimeout(() => {
+    const left = shutdownHooksPending();
+    if (left > 0) process.stderr.write(`herdless: worker ${config!.id}: shutdown deadline reached with ${left} onShutdown hook(s) unsettled; exiting\n`);
+    process.exit(0);
+  }, ms);
+  deadlineTimer.unref();
+}
+
+function drain(reason: ShutdownReason, deadlineMs?: number): void {
+  if (deadlineMs !== undefined) setDeadline(deadlineMs);
   if (draining) return;
   draining = true;
   send({ herdless: 'draining' });
   // A listener of our own (reuseport) or a copy of the shared one (herd) is closed now, so
   // that the kernel queues no more connections on it for us.
   for (const inbox of inboxes) inbox.close(true);
-  if (deadlineMs !== undefined) setTimeout(() => process.exit(0), deadlineMs).unref();
-  if (!intake) process.exit(0);
-  intake.draining = true;
-  const server = intake.server as net.Server & { closeIdleConnections?: () => void };
+  if (intake) intake.draining = true;
+  const server = intake?.server as (net.Server & { closeIdleConnections?: () => void }) | undefined;
   const sessions = http2Sessions;
   const started = Date.now();
   const check = () => {
-    if (intake!.sockets.size === 0) process.exit(0);
+    if ((intake?.sockets.size ?? 0) === 0 && shutdownHooksPending() === 0) process.exit(0);
+    if (!server) return;
     // Busy keep-alive clients get "Connection: close" on their next response and leave
     // cleanly; only after a grace period are idle ones closed (closing a connection the
     // client is writing to at that instant would fail its request).
     if (Date.now() - started >= KEEPALIVE_GRACE_MS) server.closeIdleConnections?.();
     for (const session of sessions) session.close();
   };
+  // The hooks run while connections finish; the exit waits for both.
+  startShutdownHooks(reason, check);
   check();
   setInterval(check, DRAIN_POLL_MS);
 }
@@ -140,7 +183,7 @@ async function main(): Promise<void> {
   tightenConnectionChecks(server);
   try {
     // server.close() from the app means what it means in Node: take no more connections.
-    attachListenHandle(server, config!.listeners[0], () => drain());
+    attachListenHandle(server, config!.listeners[0], () => drain('closed'));
   } catch (err) {
     if (!(err instanceof ListenHandleError)) throw err;
     const exit = () => process.exit(EXIT_APP_LOAD);
@@ -157,12 +200,32 @@ async function main(): Promise<void> {
 }
 
 process.on('message', (m) => {
-  if (isPrimaryMessage(m) && m.herdless === 'drain') drain();
+  if (isPrimaryMessage(m) && m.herdless === 'drain') drain(m.reason ?? 'shutdown', m.deadline);
 });
 // The primary is gone (its IPC end closed): finish quickly.
-process.on('disconnect', () => drain(ORPHAN_DEADLINE_MS));
-// SIGTERM from a supervisor reaches every process: drain; if orphaned, within a second.
-process.on('SIGTERM', () => drain(process.ppid === config.parentPid ? undefined : ORPHAN_DEADLINE_MS));
+process.on('disconnect', () => drain('primary-gone', ORPHAN_DEADLINE_MS));
+// SIGTERM from a supervisor reaches every process: drain; if orphaned (the kernel sends it
+// when the primary dies), within a second. Otherwise the primary, told we are draining,
+// sends the deadline.
+process.on('SIGTERM', () => {
+  if (primaryGone()) drain('primary-gone', ORPHAN_DEADLINE_MS);
+  else drain('signal');
+});
+
+/**
+ * The kernel sends the death signal when the thread that spawned us exits, which for a
+ * primary killed outright may come while its other threads still exit: our parent pid is
+ * still its pid then, but its main thread is a zombie.
+ */
+function primaryGone(): boolean {
+  if (process.ppid !== config!.parentPid) return true;
+  try {
+    const stat = fs.readFileSync(`/proc/${config!.parentPid}/stat`, 'latin1');
+    return 'ZX'.includes(stat.slice(stat.lastIndexOf(')') + 2)[0]);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT'; // not "cannot see it" (hidepid)
+  }
+}
 // Ctrl-C, a terminal hang-up or `systemctl kill -s HUP` reach every process of the group or
 // unit; the primary decides what they mean (HUP reload, TTIN/TTOU resize), not each worker.
 for (const signal of ['SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const) process.on(signal, () => {});

@@ -12,6 +12,7 @@ namespace herdless {
 void InitProcess(Napi::Env env, Napi::Object exports);
 void InitLoopState(Napi::Env env, Napi::Object exports);
 void InitPlacement(Napi::Env env, Napi::Object exports);
+void InitNotify(Napi::Env env, Napi::Object exports);
 }
 #endif
 
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   herdless::InitProcess(env, exports);
   herdless::InitLoopState(env, exports);
   herdless::InitPlacement(env, exports);
+  herdless::InitNotify(env, exports);
   herdless::Acceptor::Init(env, exports);
   exports.Set("supported", Napi::Boolean::New(env, true));
 #else

@@ -31,6 +31,7 @@ Pool:
       --scale-interval <ms>
       --headers-timeout <ms> --request-timeout <ms> --keep-alive-timeout <ms>
       --shutdown-timeout <ms> graceful stop deadline, then workers are killed (default 30000)
+      --upgrade-timeout <ms> how long SIGUSR2's new primary may take to be ready (default 60000)
 Other:
   -c, --config <file>      JSON, or a JS module exporting options; flags win
       --log <text|json>    log format on stderr (default text)
@@ -38,7 +39,9 @@ Other:
   -h, --help, -v, --version
 
 Signals: TERM/INT graceful stop (a second one forces), HUP rolling reload,
-TTIN/TTOU one worker more/less, USR1 status summary on stderr.
+TTIN/TTOU one worker more/less, USR1 status summary on stderr, USR2 upgrade:
+a new primary (herdless and the app read anew) takes over the sockets, then this one drains.
+systemd Type=notify is supported when NOTIFY_SOCKET is set (READY, RELOADING, STOPPING, WATCHDOG).
 `;
 
 const FLAGS = {
@@ -63,6 +66,7 @@ const FLAGS = {
   'request-timeout': { type: 'string' },
   'keep-alive-timeout': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
+  'upgrade-timeout': { type: 'string' },
   config: { type: 'string', short: 'c' },
   log: { type: 'string' },
   metrics: { type: 'string' },
@@ -131,6 +135,7 @@ export function parseCli(argv: string[]): CliArgs {
     headersTimeout: int('headers-timeout', v['headers-timeout']),
     requestTimeout: int('request-timeout', v['request-timeout']),
     keepAliveTimeout: int('keep-alive-timeout', v['keep-alive-timeout']),
+    upgradeTimeout: int('upgrade-timeout', v['upgrade-timeout']),
     scale: Object.keys(scale).length > 0 ? scale : undefined,
   });
   if (v.host !== undefined && v.port === undefined) throw invalidOption('--host', 'needs --port');

@@ -1,11 +1,12 @@
 /**
  * The CLI's signal contract, as gunicorn's: TERM/INT stop gracefully (a second one forces),
  * HUP reloads every worker in turn, TTIN/TTOU add/remove one worker, USR1 prints a status
- * summary. Workers ignore SIGINT, so a Ctrl-C sent to the whole terminal process group still
+ * summary, USR2 replaces the primary itself with a new one (Dispatcher#upgrade). Workers ignore SIGINT, so a Ctrl-C sent to the whole terminal process group still
  * drains through the primary instead of killing requests in flight.
  */
-import type { Dispatcher } from '../dispatcher';
+import type { Dispatcher, UpgradeOptions } from '../dispatcher';
 import { describeError, type Logger } from './log';
+import type { Notifier } from './notify';
 import { logStatus } from './status';
 
 export interface SignalOptions {
@@ -13,6 +14,11 @@ export interface SignalOptions {
   shutdownTimeout: number;
   /** Runs once the pool is gone (or on a forced stop); must end the process. */
   exit: (code: number) => void;
+  notify: Notifier;
+  /** The STATUS= line while serving. */
+  status: () => string;
+  /** What USR2's new primary needs (environment, the metrics socket). */
+  upgradeOptions: () => UpgradeOptions;
 }
 
 export interface Controls {
@@ -41,6 +47,7 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
       return;
     }
     stopping = true;
+    opts.notify.stopping();
     const closed = d.close({ timeout: opts.shutdownTimeout });
     // Logged after close() has closed the listeners, so the line means "no new connections".
     log.info('stopping', { reason, timeout: opts.shutdownTimeout }, `${reason}: stopping gracefully (up to ${opts.shutdownTimeout} ms)`);
@@ -79,11 +86,47 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
       return;
     }
     reloading = true;
+    opts.notify.reloading();
     log.info('reload', {}, 'SIGHUP: reloading workers one at a time');
     d.reload().then(
       () => log.info('reloaded', { size: d.size }, `reload done, ${d.size} workers`),
       (err) => log.error('reloaded', {}, `reload failed: ${describeError(err)}`),
-    ).finally(() => (reloading = false));
+    ).finally(() => {
+      reloading = false;
+      // Still serving either way; systemd waits for this READY=1 to end the reload.
+      if (!stopping) opts.notify.ready(opts.status());
+    });
+  };
+
+  let upgrading = false;
+  const upgrade = (): void => {
+    if (stopping) return;
+    if (upgrading) {
+      log.info('upgrade', { skipped: true }, 'SIGUSR2: an upgrade is already under way; ignored');
+      return;
+    }
+    upgrading = true;
+    opts.notify.status('upgrading');
+    log.info('upgrade', {}, 'SIGUSR2: starting a new primary from the same command line');
+    const onUpgraded = ({ pid }: { pid: number }) => {
+      // From here on the new primary speaks for the service, and we only drain.
+      stopping = true;
+      opts.notify.handOver();
+      log.info('upgraded', { newPid: pid }, `new primary pid ${pid} is serving; draining this one (up to ${opts.shutdownTimeout} ms) and exiting`);
+    };
+    d.once('upgraded', onUpgraded);
+    d.upgrade({ ...opts.upgradeOptions(), closeTimeout: opts.shutdownTimeout }).then(
+      ({ pid }) => {
+        log.info('stopped', { exitCode: 0, newPid: pid }, `stopped; pid ${pid} serves now`);
+        opts.exit(0);
+      },
+      (err) => {
+        d.off('upgraded', onUpgraded);
+        upgrading = false;
+        log.error('upgrade-failed', { code: (err as { code?: string }).code }, `upgrade failed, still serving: ${describeError(err)}`);
+        if (!stopping) opts.notify.status(`${opts.status()}; last upgrade failed`);
+      },
+    );
   };
 
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -93,6 +136,7 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
   process.on('SIGTTOU', () => resize(-1, 'SIGTTOU'));
   // Replaces Node's default SIGUSR1 action (starting the inspector) on purpose.
   process.on('SIGUSR1', () => logStatus(d, log));
+  process.on('SIGUSR2', upgrade);
 
   return {
     stop,

@@ -14,7 +14,7 @@ import { handleSignals } from './cli/signals';
 import { Dispatcher } from './dispatcher';
 import { invalidOption } from './errors';
 import { loadAddon } from './binding';
-import { answerUpgrade, metricsKey, upgradedFrom } from './inherited';
+import { answerUpgrade, deferUpgradeAnswer, metricsKey, upgradedFrom } from './inherited';
 import { startMetricsServer, type MetricsServer } from './metrics';
 import { normalizeOptions, type DispatcherOptions, type ListenOption } from './options';
 
@@ -91,6 +91,7 @@ async function main(argv: string[]): Promise<void> {
   let d: Dispatcher | undefined;
   let notify: Notifier | undefined;
   try {
+    deferUpgradeAnswer();
     // Before any worker is spawned: they must not inherit NOTIFY_SOCKET.
     const upgradeFds = upgradeFdListeners();
     const from = upgradedFrom(loadAddon());
@@ -116,8 +117,6 @@ async function main(argv: string[]): Promise<void> {
     const running = d;
     const notifier = notify;
     const status = () => `serving, ${running.size} worker${running.size === 1 ? '' : 's'} (min ${min}, max ${max})`;
-    // Before anything that can take time: an upgrade's old primary waits for this process's READY=1.
-    notifier.ready(status(), from === undefined ? undefined : process.pid);
     let metrics: MetricsServer | undefined;
     const controls = handleSignals(d, log, {
       shutdownTimeout: args.shutdownTimeout ?? shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -151,7 +150,12 @@ async function main(argv: string[]): Promise<void> {
     });
     if (metricsAt) metrics = await startMetricsServer(d, { ...metricsAt, ready: () => !controls.stopping && running.size >= 1 });
     banner(d, opts, metrics, log);
-    if (from !== undefined) log.info('took-over', { from }, `took over from pid ${from}`);
+    // systemd hears of the new main pid before the old primary, told next, starts to drain and exit.
+    notifier.ready(status(), from === undefined ? undefined : process.pid);
+    if (from !== undefined) {
+      answerUpgrade(loadAddon(), { ready: true });
+      log.info('took-over', { from }, `took over from pid ${from}`);
+    }
   } catch (err) {
     log.error('start-failed', { code: (err as { code?: string }).code }, `cannot start: ${describeError(err)}`);
     tellOldPrimary(err);

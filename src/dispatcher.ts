@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { MetricsServer } from './metrics';
 import { loadAddon, type Addon, type NativeAcceptor } from './binding';
 import { HerdlessError, invalidOption } from './errors';
-import { answerUpgrade, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
+import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
 import { closeListeners, openListeners, type Listener } from './listeners';
 import { normalizeOptions, type DispatcherOptions, type Mode, type NormalizedOptions } from './options';
 import { Pool } from './pool';
@@ -143,11 +143,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const addon = loadAddon();
     try {
       const d = await Dispatcher.open(addon, options);
-      // On the next turn, so that whoever awaited start() (the CLI: MAINPID, READY=1) goes first.
-      setImmediate(() => answerUpgrade(addon, { ready: true }));
+      // On the next turn, so that whoever awaited start() runs first (the CLI answers itself).
+      setImmediate(() => answerUpgradeOnStart(addon, { ready: true }));
       return d;
     } catch (err) {
-      answerUpgrade(addon, { ready: false, error: err });
+      answerUpgradeOnStart(addon, { ready: false, error: err });
       throw err;
     }
   }

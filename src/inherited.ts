@@ -37,6 +37,7 @@ export function metricsKey(m: { port: number; host?: string }): string {
 }
 
 let table: InheritedSocket[] | undefined;
+let deferred = false;
 let handshakeFd: number | undefined;
 let upgradeFrom: number | undefined;
 
@@ -110,6 +111,19 @@ export function closeUnclaimed(addon: Addon): string[] {
 export function upgradedFrom(addon: Addon): number | undefined {
   load(addon);
   return upgradeFrom;
+}
+
+/**
+ * The CLI answers "ready" itself, once its metrics server is up and systemd has heard
+ * MAINPID=: the old primary drains as soon as it reads the answer.
+ */
+export function deferUpgradeAnswer(): void {
+  deferred = true;
+}
+
+/** Dispatcher.start's answer, unless the caller deferred it. */
+export function answerUpgradeOnStart(addon: Addon, result: Parameters<typeof answerUpgrade>[1]): void {
+  if (!deferred || !result.ready) answerUpgrade(addon, result);
 }
 
 /** Tell the old primary how the start went (once); a no-op outside an upgrade. */

@@ -97,7 +97,7 @@ describe('systemd notify (NOTIFY_SOCKET)', function () {
   it('a NOTIFY_SOCKET nobody listens on is reported once and serving goes on', async () => {
     const cli = runCli([...LOCAL, '-w', '1', APP], { env: { NOTIFY_SOCKET: path.join(tmp, 'nobody.sock'), MARKS: marks, LOAD_MS: '10' } });
     const b = await started(cli);
-    assert.match(cli.log(), /cannot notify systemd at NOTIFY_SOCKET=.*nobody\.sock: ENOENT/);
+    await cli.waitLog(/cannot notify systemd at NOTIFY_SOCKET=.*nobody\.sock: ENOENT/);
     assert.equal((await get(b.port)).status, 200);
     cli.child.kill('SIGHUP');
     await cli.waitLog(/reload done/);
@@ -148,5 +148,34 @@ describe('systemd notify (NOTIFY_SOCKET)', function () {
     assert.ok(readyAgain.at >= killedAt + 1200, 'keep-alives resume only once the new worker is ready');
     cli.child.kill('SIGTERM');
     assert.equal((await cli.exited).code, 0, cli.log());
+  });
+
+  it('after USR2 the new primary announces MAINPID=<its pid> with READY=1 and keeps the watchdog; the old one sends nothing after handing over', async () => {
+    const sock = path.join(tmp, 'notify.sock');
+    receiver = await notifyReceiver(sock);
+    const cli = runCli([...LOCAL, '-w', '1', APP], {
+      command: ['sh', '-c', 'WATCHDOG_PID=$$ exec "$0" "$@"', process.execPath, BIN],
+      env: { NOTIFY_SOCKET: sock, WATCHDOG_USEC: '200000', MARKS: marks, LOAD_MS: '10' },
+    });
+    await started(cli);
+    await receiver.waitFor((m) => m.pid === cli.pid && m.fields.WATCHDOG === '1');
+    const from = receiver.messages.length;
+    cli.child.kill('SIGUSR2');
+    const upgrading = await receiver.waitFor((m) => m.fields.STATUS === 'upgrading', 10000, from);
+    assert.equal(upgrading.pid, cli.pid);
+    const takeover = await receiver.waitFor((m) => m.fields.MAINPID !== undefined, 15000, from);
+    const newPid = Number(takeover.fields.MAINPID);
+    assert.equal(takeover.pid, newPid, 'sent by the new primary itself');
+    assert.notEqual(newPid, cli.pid);
+    assert.equal(takeover.fields.READY, '1');
+    assert.equal(takeover.fields.STATUS, 'serving, 1 worker (min 1, max 1)');
+    await cli.waitLog(/stopped; pid \d+ serves now/, 15000);
+    assert.equal((await cli.exited).code, 0);
+    // WATCHDOG_PID named the old primary: the new one took the watchdog over with the service.
+    await receiver.waitFor((m) => m.pid === newPid && m.fields.WATCHDOG === '1', 5000);
+    const afterHandOver = receiver.messages.slice(receiver.messages.indexOf(takeover)).filter((m) => m.pid === cli.pid);
+    assert.deepEqual(afterHandOver.map((m) => m.text), [], 'the old primary spoke after the new one took over');
+    process.kill(newPid, 'SIGTERM');
+    await receiver.waitFor((m) => m.pid === newPid && m.fields.STOPPING === '1', 10000);
   });
 });

@@ -33,7 +33,15 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
   // Where consecutive TTIN/TTOU aim: d.size lags until the resize is done.
   let wanted: number | undefined;
 
+  // Draining after an upgrade: a TERM/INT meant for the service (Ctrl-C reaches both
+  // primaries) must not cut this one's requests; only a second one forces.
+  let handedOver = false;
   const stop = (reason: string, code = 0): void => {
+    if (handedOver) {
+      handedOver = false;
+      log.info('stopping', { reason }, `${reason}: already draining after an upgrade (again to force)`);
+      return;
+    }
     if (stopping) {
       log.info('force-stop', { reason }, `${reason} again: killing workers and exiting now`);
       for (const w of d.workers()) {
@@ -111,6 +119,7 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
     const onUpgraded = ({ pid }: { pid: number }) => {
       // From here on the new primary speaks for the service, and we only drain.
       stopping = true;
+      handedOver = true;
       opts.notify.handOver();
       log.info('upgraded', { newPid: pid }, `new primary pid ${pid} is serving; draining this one (up to ${opts.shutdownTimeout} ms) and exiting`);
     };

@@ -59,28 +59,56 @@ describe('upgrading the primary (SIGUSR2)', function () {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('under load (new connections and keep-alive), hands over with 0 failed requests; the old primary exits 0', async () => {
-    const cli = runCli([...LOCAL, '-w', '2', APP], { env: { UPGRADE_FLAG: flag } });
-    const b = await started(cli);
-    const load = loadLoop(b.port, { fresh: 4, keepAlive: 4 });
-    await waitUntil(() => load.tally.ok >= 200);
-    cli.child.kill('SIGUSR2');
-    const newPid = Number((await cli.waitLog(/stopped; pid (\d+) serves now/, 30000))[1]);
-    assert.deepEqual(await cli.exited, { code: 0, signal: null }, cli.log());
-    // Keep going until the new primary's workers have served plenty.
-    await waitUntil(() => (load.tally.byPrimary.get(newPid) ?? 0) >= 200);
-    const tally = await load.stop();
+  for (const mode of ['dispatch', 'herd']) {
+    it(`mode ${mode}: under load (new connections and keep-alive), hands over with 0 failed requests; the old primary exits 0`, async () => {
+      const cli = runCli([...LOCAL, '-w', '2', '--mode', mode, APP], { env: { UPGRADE_FLAG: flag } });
+      const b = await started(cli);
+      const load = loadLoop(b.port, { fresh: 4, keepAlive: 4 });
+      await waitUntil(() => load.tally.ok >= 200);
+      cli.child.kill('SIGUSR2');
+      const newPid = Number((await cli.waitLog(/stopped; pid (\d+) serves now/, 30000))[1]);
+      assert.deepEqual(await cli.exited, { code: 0, signal: null }, cli.log());
+      // Keep going until the new primary's workers have served plenty.
+      await waitUntil(() => (load.tally.byPrimary.get(newPid) ?? 0) >= 200);
+      const tally = await load.stop();
 
-    assert.deepEqual(tally.failures, [], `failed requests (${tally.ok} ok, ${tally.retried} retried on a closed idle keep-alive connection)`);
-    assert.ok(tally.byPrimary.get(cli.pid) >= 200, 'the old primary served before');
-    const workersOf = (p) => [...tally.byWorker].filter(([, primary]) => primary === p).length;
-    assert.equal(workersOf(cli.pid), 2, "both old workers answered");
-    assert.equal(workersOf(newPid), 2, 'both new workers answered');
-    assert.ok(!alive(cli.pid), 'the old primary is gone');
-    assert.equal((await whoServes(b.port)).primary, newPid);
-    assert.match(cli.log(), new RegExp(`herdless\\[${newPid}\\]: listening on http://127\\.0\\.0\\.1:${b.port} `), 'the same port, adopted');
-    assert.match(cli.log(), new RegExp(`herdless\\[${newPid}\\]: took over from pid ${cli.pid}`));
+      assert.deepEqual(tally.failures, [], `failed requests (${tally.ok} ok, ${tally.retried} retried on a closed idle keep-alive connection)`);
+      assert.ok(tally.byPrimary.get(cli.pid) >= 200, 'the old primary served before');
+      const workersOf = (p) => [...tally.byWorker].filter(([, primary]) => primary === p).length;
+      assert.equal(workersOf(cli.pid), 2, "both old workers answered");
+      assert.equal(workersOf(newPid), 2, 'both new workers answered');
+      assert.ok(!alive(cli.pid), 'the old primary is gone');
+      assert.equal((await whoServes(b.port)).primary, newPid);
+      assert.match(cli.log(), new RegExp(`herdless\\[${newPid}\\]: listening on http://127\\.0\\.0\\.1:${b.port} `), 'the same port, adopted');
+      assert.match(cli.log(), new RegExp(`herdless\\[${newPid}\\]: took over from pid ${cli.pid}`));
+      await stopPrimary(newPid, cli.pid);
+    });
+  }
+
+  it('a TERM that reaches the draining old primary lets its requests in flight finish (a second one forces)', async () => {
+    const cli = runCli([...LOCAL, '-w', '1', APP], { env: { UPGRADE_FLAG: flag } });
+    const b = await started(cli);
+    const slow = get(b.port, '/?delay=1500');
+    await sleep(200);
+    cli.child.kill('SIGUSR2');
+    const newPid = Number((await cli.waitLog(/new primary pid (\d+) is serving; draining/, 30000))[1]);
+    cli.child.kill('SIGTERM'); // as Ctrl-C reaches the whole process group
+    await cli.waitLog(/SIGTERM: already draining after an upgrade/);
+    const r = await slow;
+    assert.equal(r.status, 200);
+    assert.equal(Number(r.body.split(' ')[1]), cli.pid, 'answered by the old generation');
+    assert.equal((await cli.exited).code, 0);
     await stopPrimary(newPid, cli.pid);
+  });
+
+  it("mode 'reuseport' refuses to upgrade and keeps serving", async () => {
+    const cli = runCli([...LOCAL, '-w', '1', '--mode', 'reuseport', APP], { env: { UPGRADE_FLAG: flag } });
+    const b = await started(cli);
+    cli.child.kill('SIGUSR2');
+    await cli.waitLog(/upgrade failed, still serving: ERR_HERDLESS_UPGRADE: mode 'reuseport' cannot hand over its listeners/);
+    assert.equal((await whoServes(b.port)).primary, cli.pid);
+    cli.child.kill('SIGTERM');
+    assert.equal((await cli.exited).code, 0);
   });
 
   it('a new primary that cannot load the app fails the upgrade: logged, the old keeps serving, 0 failed requests; a later USR2 works', async () => {

@@ -111,7 +111,9 @@ export function startSuccessor(sockets: InheritedSocket[], opts: SuccessorOption
   child.on('error', (err) => {
     if (child.pid === undefined) settle(upgradeError(undefined, `could not be spawned (${err.message})`, { cause: err }));
   });
-  child.once('exit', (code, signal) => {
+  // 'close', not 'exit': it comes after the handshake socket has been read to its end, so a
+  // "failed ..." line written just before the exit is never missed.
+  child.once('close', (code, signal) => {
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     settle(upgradeError(pid, `${how} before it was ready${reason ? `: ${reason}` : ''}`, { exitCode: code, signal, reason }));
   });

@@ -140,20 +140,25 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Bind every listener and start `min` workers; resolves when they are ready to serve. */
   static async start(options: DispatcherOptions): Promise<Dispatcher> {
-    const addon = loadAddon();
     try {
-      const d = await Dispatcher.open(addon, options);
+      const d = await Dispatcher.open(options);
       // On the next turn, so that whoever awaited start() runs first (the CLI answers itself).
-      setImmediate(() => answerUpgradeOnStart(addon, { ready: true }));
+      setImmediate(() => answerUpgradeOnStart(d.addon, { ready: true }));
       return d;
     } catch (err) {
-      answerUpgradeOnStart(addon, { ready: false, error: err });
+      // A new primary of an upgrade that cannot start says why (without an addon, no upgrade).
+      try {
+        answerUpgradeOnStart(loadAddon(), { ready: false, error: err });
+      } catch {
+        // not Linux: nothing was inherited
+      }
       throw err;
     }
   }
 
-  private static async open(addon: Addon, options: DispatcherOptions): Promise<Dispatcher> {
+  private static async open(options: DispatcherOptions): Promise<Dispatcher> {
     const opts = normalizeOptions(options);
+    const addon = loadAddon();
     assertRuntime(addon);
     const listeners = await openListeners(addon, opts.listen, opts.mode);
     let acceptor: NativeAcceptor | undefined;

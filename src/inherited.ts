@@ -10,6 +10,7 @@
  *
  * Entries are matched by the listen entry as written (host and port, path), not by the
  * address bound: `port: 0` adopts the old primary's port instead of picking another one.
+ * A `{ fd: N }` listener ("fd N") arrives at fd N itself, so the same listen option works.
  * The variables are read once and removed, so workers and a later upgrade never see them.
  */
 import * as fs from 'node:fs';
@@ -66,10 +67,20 @@ function load(addon: Addon, env: NodeJS.ProcessEnv = process.env): InheritedSock
   }
   for (const e of Array.isArray(parsed) ? parsed : []) {
     if (!e || !Number.isInteger(e.fd) || typeof e.key !== 'string') continue;
-    const fd = seal(addon, e.fd);
+    // A { fd: N } listener stays at N, where the same listen option finds it; close-on-exec now.
+    const fd = e.key.startsWith('fd ') ? closeOnExec(addon, e.fd) : seal(addon, e.fd);
     if (fd !== undefined) table.push({ fd, key: e.key });
   }
   return table;
+}
+
+function closeOnExec(addon: Addon, fd: number): number | undefined {
+  try {
+    addon.closeFd(addon.adoptFd(fd)); // adoptFd marks the original close-on-exec too
+    return fd;
+  } catch {
+    return undefined;
+  }
 }
 
 function seal(addon: Addon, fd: number): number | undefined {

@@ -16,6 +16,8 @@ import { HerdlessError } from './errors';
 import { INHERITED_ENV, UPGRADE_FD_ENV, UPGRADE_FROM_ENV, type InheritedSocket } from './inherited';
 
 const FIRST_FD = 3;
+/** A { fd: N } listener goes to the same N in the new primary, up to this N; past it, to the next free fd. */
+const MAX_FIXED_FD = 1023;
 /** A new primary that said "failed" gets this long to exit by itself. */
 const FAILED_EXIT_GRACE_MS = 5000;
 
@@ -41,29 +43,57 @@ function upgradeError(pid: number | undefined, why: string, extra: Record<string
   );
 }
 
+/**
+ * Where each socket goes in the new primary: a { fd: N } listener ("fd N") at N, so that the
+ * same script's `listen: { fd: N }` finds it there; the others, and the handshake socket, at
+ * the lowest fds from 3 that are left.
+ */
+function placeFds(sockets: InheritedSocket[]): { table: InheritedSocket[]; handshake: number } {
+  const taken = new Set<number>();
+  const fixed = sockets.map((s) => {
+    const n = Number(/^fd (\d+)$/.exec(s.key)?.[1]);
+    if (!(n >= FIRST_FD && n <= MAX_FIXED_FD) || taken.has(n)) return undefined;
+    taken.add(n);
+    return n;
+  });
+  let next = FIRST_FD;
+  const free = (): number => {
+    while (taken.has(next)) next++;
+    taken.add(next);
+    return next;
+  };
+  const table = sockets.map((s, i) => ({ fd: fixed[i] ?? free(), key: s.key }));
+  return { table, handshake: free() };
+}
+
 export function startSuccessor(sockets: InheritedSocket[], opts: SuccessorOptions): Successor {
-  const table = sockets.map((s, i) => ({ fd: FIRST_FD + i, key: s.key }));
+  const { table, handshake } = placeFds(sockets);
   const env: Record<string, string | undefined> = {
     ...process.env,
     ...opts.env,
     [INHERITED_ENV]: JSON.stringify(table),
-    [UPGRADE_FD_ENV]: String(FIRST_FD + sockets.length),
+    [UPGRADE_FD_ENV]: String(handshake),
     [UPGRADE_FROM_ENV]: String(process.pid),
   };
+  // fds 3 and up that carry nothing stay closed in the child ('ignore' opens /dev/null only for 0-2).
+  const stdio: (number | 'inherit' | 'ignore' | 'pipe')[] = ['inherit', 'inherit', 'inherit'];
+  for (let fd = FIRST_FD; fd <= handshake || table.some((t) => t.fd >= fd); fd++) stdio.push('ignore');
+  table.forEach((t, i) => (stdio[t.fd] = sockets[i].fd));
+  stdio[handshake] = 'pipe';
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       cwd: process.cwd(),
       env,
-      stdio: ['inherit', 'inherit', 'inherit', ...sockets.map((s) => s.fd), 'pipe'],
+      stdio,
     });
   } catch (err) {
     const e = upgradeError(undefined, `could not be spawned (${(err as Error).message})`, { cause: err });
     return { pid: 0, ready: Promise.reject(e), abort: () => {} };
   }
   const pid = child.pid ?? 0;
-  const channel = child.stdio[FIRST_FD + sockets.length] as Readable;
+  const channel = child.stdio[handshake] as Readable;
   let reason: string | undefined;
   let settled = false;
   let timer: NodeJS.Timeout | undefined;

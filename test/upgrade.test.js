@@ -222,6 +222,22 @@ describe('Dispatcher#upgrade() from the API', function () {
     await stopPrimary(newPid, proc.pid);
   });
 
+  it('a listen: { fd: N } socket reaches the new process at the same N, so the same option works', async () => {
+    const srv = net.createServer();
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    const port = srv.address().port;
+    // At fd 5, with 3 and 4 closed: the new process gets it at 5 too, not at the next free fd.
+    const proc = runCli([], { command: [process.execPath, API], env: { UPGRADE_FLAG: flag, LISTEN_AT_FD: '5' }, stdio: ['ignore', 'ignore', srv._handle.fd] });
+    await proc.waitLog(/ready (\d+) (\d+)/);
+    srv.close();
+    assert.equal((await whoServes(port)).primary, proc.pid);
+    proc.child.kill('SIGUSR2');
+    const newPid = Number((await proc.waitLog(/upgraded (\d+)/, 30000))[1]);
+    assert.equal((await proc.exited).code, 0);
+    assert.equal((await whoServes(port)).primary, newPid);
+    await stopPrimary(newPid, proc.pid);
+  });
+
   it("a failed start rejects with ERR_HERDLESS_UPGRADE (exit code, reason) and emits 'upgrade-failed'; the old one serves on", async () => {
     const proc = runCli([], { command: [process.execPath, API], env: { UPGRADE_FLAG: flag } });
     const [, , port] = (await proc.waitLog(/ready (\d+) (\d+)/)).map(Number);

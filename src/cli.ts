@@ -5,6 +5,7 @@
  * mistake (a bad flag or option), 1 for anything else (EADDRINUSE, ERR_HERDLESS_APP_LOAD, ...).
  */
 import * as path from 'node:path';
+import { loadAddon } from './binding';
 import { parseCli, USAGE, type CliArgs, type LogFormat } from './cli/args';
 import { parseBind, sealInherited, systemdListeners, upgradeFdListeners } from './cli/binds';
 import { loadConfig, type FileConfig } from './cli/config';
@@ -13,7 +14,6 @@ import { createNotifier, type Notifier } from './cli/notify';
 import { handleSignals } from './cli/signals';
 import { Dispatcher } from './dispatcher';
 import { invalidOption } from './errors';
-import { loadAddon } from './binding';
 import { answerUpgrade, deferUpgradeAnswer, metricsKey, upgradedFrom } from './inherited';
 import { startMetricsServer, type MetricsServer } from './metrics';
 import { normalizeOptions, type DispatcherOptions, type ListenOption } from './options';

@@ -1,8 +1,9 @@
 /**
  * The CLI's signal contract, as gunicorn's: TERM/INT stop gracefully (a second one forces),
  * HUP reloads every worker in turn, TTIN/TTOU add/remove one worker, USR1 prints a status
- * summary, USR2 replaces the primary itself with a new one (Dispatcher#upgrade). Workers ignore SIGINT, so a Ctrl-C sent to the whole terminal process group still
- * drains through the primary instead of killing requests in flight.
+ * summary, USR2 replaces the primary itself with a new one (Dispatcher#upgrade). Workers
+ * ignore SIGINT, so a Ctrl-C sent to the whole terminal process group still drains through
+ * the primary instead of killing requests in flight.
  */
 import type { Dispatcher, UpgradeOptions } from '../dispatcher';
 import { describeError, type Logger } from './log';
@@ -132,8 +133,11 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
       (err) => {
         d.off('upgraded', onUpgraded);
         upgrading = false;
-        log.error('upgrade-failed', { code: (err as { code?: string }).code }, `upgrade failed, still serving: ${describeError(err)}`);
-        if (!stopping) opts.notify.status(`${opts.status()}; last upgrade failed`);
+        const code = (err as { code?: string }).code;
+        // Stopped mid-upgrade: the new primary was killed on purpose, and nothing serves on.
+        if (stopping) return log.info('upgrade-failed', { code }, `upgrade abandoned: stopping (${describeError(err)})`);
+        log.error('upgrade-failed', { code }, `upgrade failed, still serving: ${describeError(err)}`);
+        opts.notify.status(`${opts.status()}; last upgrade failed`);
       },
     );
   };

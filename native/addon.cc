@@ -13,6 +13,7 @@ void InitProcess(Napi::Env env, Napi::Object exports);
 void InitLoopState(Napi::Env env, Napi::Object exports);
 void InitPlacement(Napi::Env env, Napi::Object exports);
 void InitListenQueue(Napi::Env env, Napi::Object exports);
+void InitNotify(Napi::Env env, Napi::Object exports);
 }
 #endif
 
@@ -26,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   herdless::InitLoopState(env, exports);
   herdless::InitPlacement(env, exports);
   herdless::InitListenQueue(env, exports);
+  herdless::InitNotify(env, exports);
   herdless::Acceptor::Init(env, exports);
   exports.Set("supported", Napi::Boolean::New(env, true));
 #else

@@ -98,6 +98,8 @@ export interface Addon {
     now: { us: number; ms?: number },
     options?: { maxConnections?: number; avoidUs?: number; stealAfterUs?: number; start?: number },
   ): { pick: number; tiers: string[]; steal: boolean[] };
+  /** One sd_notify(3) datagram to `socket` (a path, or "@name" for an abstract one). */
+  sdNotify(socket: string, message: string): void;
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
   /** Exit `graceMs` after the parent is gone, even if JS is blocked. */

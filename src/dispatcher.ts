@@ -7,11 +7,13 @@ import type { AddressInfo } from 'node:net';
 import type { MetricsServer } from './metrics';
 import { loadAddon, type Addon, type NativeAcceptor } from './binding';
 import { HerdlessError, invalidOption } from './errors';
+import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
 import { closeListeners, describeListener, openListeners, type Listener } from './listeners';
 import { normalizeOptions, type DispatcherOptions, type Mode, type NormalizedOptions } from './options';
 import { Pool } from './pool';
 import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from './scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
+import { startSuccessor, type Successor } from './upgrade';
 import type { WorkerExit } from './worker-handle';
 
 /** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
@@ -91,7 +93,20 @@ export interface DispatcherEvents {
   'worker-start': [{ id: number; pid: number }];
   'worker-exit': [WorkerExit];
   scale: [ScaleEvent];
+  /** The new primary of upgrade() is ready and serving; this one drains and closes. */
+  upgraded: [{ pid: number }];
+  /** ERR_HERDLESS_UPGRADE: the new primary failed; this one keeps serving. */
+  'upgrade-failed': [Error];
   error: [Error];
+}
+
+export interface UpgradeOptions {
+  /** Environment for the new primary on top of this process's (e.g. what the CLI removed from it). */
+  env?: Record<string, string | undefined>;
+  /** More sockets to hand over (the CLI's metrics server), by the key the new primary asks for. */
+  sockets?: InheritedSocket[];
+  /** How long the old workers may drain once the new primary serves, ms (default 30000). */
+  closeTimeout?: number;
 }
 
 /** The scoreboard is memory shared with each worker, seen through an external ArrayBuffer. */
@@ -132,6 +147,9 @@ function waitStats(w: WaitCounts): DispatchWaitStats {
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private closing: Promise<void> | undefined;
+  private successor: Successor | undefined;
+  /** Set once a new primary serves our sockets: close() must not remove their files. */
+  private handedOver = false;
   private metrics: MetricsServer | undefined;
   private readonly supervisor: Supervisor;
 
@@ -152,6 +170,23 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Bind every listener and start `min` workers; resolves when they are ready to serve. */
   static async start(options: DispatcherOptions): Promise<Dispatcher> {
+    try {
+      const d = await Dispatcher.open(options);
+      // On the next turn, so that whoever awaited start() runs first (the CLI answers itself).
+      setImmediate(() => answerUpgradeOnStart(d.addon, { ready: true }));
+      return d;
+    } catch (err) {
+      // A new primary of an upgrade that cannot start says why (without an addon, no upgrade).
+      try {
+        answerUpgradeOnStart(loadAddon(), { ready: false, error: err });
+      } catch {
+        // not Linux: nothing was inherited
+      }
+      throw err;
+    }
+  }
+
+  private static async open(options: DispatcherOptions): Promise<Dispatcher> {
     const opts = normalizeOptions(options);
     const addon = loadAddon();
     assertRuntime(addon);
@@ -180,7 +215,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       // Nothing may outlive a failed start.
       await pool?.destroy();
       acceptor?.stop();
-      closeListeners(addon, listeners);
+      // A failed upgrade: the socket files are still the old primary's.
+      closeListeners(addon, listeners, upgradedFrom(addon) === undefined);
       throw err;
     }
   }
@@ -322,10 +358,57 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return this.closing;
   }
 
+  /**
+   * Replace this primary with a new one started from the same command line, which loads
+   * herdless and the app from disk again and adopts every listening socket (so the port never
+   * closes). Once the new one's `min` workers are ready, this one stops accepting and drains
+   * as close() does; resolves with the new primary's pid when that is done. If the new one
+   * fails or is not ready within `upgradeTimeout`, rejects with ERR_HERDLESS_UPGRADE and this
+   * one keeps serving. The new process runs the same script, which calls Dispatcher.start()
+   * again: that adopts the sockets instead of binding.
+   */
+  async upgrade(options: UpgradeOptions = {}): Promise<{ pid: number }> {
+    this.assertOpen();
+    if (this.successor) {
+      throw new HerdlessError('ERR_HERDLESS_UPGRADE_IN_PROGRESS', `an upgrade to pid ${this.successor.pid} is under way; wait for it to finish or fail`);
+    }
+    if (this.opts.mode === 'reuseport') {
+      throw new HerdlessError(
+        'ERR_HERDLESS_UPGRADE',
+        "mode 'reuseport' cannot hand over its listeners: each worker owns its own, and the kernel resets the connections queued on one that closes. Use mode 'dispatch' (or 'herd'), or restart.",
+      );
+    }
+    if (process.pid === 1) {
+      throw new HerdlessError('ERR_HERDLESS_UPGRADE', 'this primary is PID 1 (a container): when it exits the container stops. Replace the container instead.');
+    }
+    const sockets: InheritedSocket[] = this.sockets.map((l, i) => ({ fd: l.fd, key: listenKey(this.opts.listen[i]) }));
+    const metricsFd = this.metrics?.fd();
+    if (metricsFd !== undefined && this.opts.metrics) sockets.push({ fd: metricsFd, key: metricsKey(this.opts.metrics) });
+    sockets.push(...(options.sockets ?? []));
+    const successor = startSuccessor(sockets, { env: options.env, timeout: this.opts.upgradeTimeout });
+    this.successor = successor;
+    try {
+      await successor.ready;
+    } catch (err) {
+      this.successor = undefined;
+      this.emit('upgrade-failed', err as Error);
+      throw err;
+    }
+    this.handedOver = true;
+    // The new primary answers on the metrics socket now; a draining one would fail /healthz
+    // checks that reach it (503) and pull the host out of its load balancer.
+    await this.metrics?.close();
+    this.emit('upgraded', { pid: successor.pid });
+    await this.close({ timeout: options.closeTimeout });
+    return { pid: successor.pid };
+  }
+
   private async shutdown(timeoutMs: number): Promise<void> {
+    // Closed mid-upgrade: the new primary is not ready, so it must not stay behind.
+    if (!this.handedOver) this.successor?.abort('was stopped: the old primary is closing');
     this.supervisor.stop();
     this.acceptor?.stop();
-    closeListeners(this.addon, this.sockets);
+    closeListeners(this.addon, this.sockets, !this.handedOver);
     await this.pool.close(timeoutMs);
     await this.metrics?.close();
   }

@@ -10,6 +10,8 @@ export const ErrorCodes = {
   ERR_HERDLESS_CRASH_LOOP: 'Workers keep crashing soon after start; respawning stopped.',
   ERR_HERDLESS_CLOSED: 'The dispatcher is closed or closing.',
   ERR_HERDLESS_ACCEPT: 'A listener can no longer accept (shut down or closed by someone else), or the accept thread stopped.',
+  ERR_HERDLESS_UPGRADE: 'The new primary of an upgrade (SIGUSR2, upgrade()) failed to start or timed out; the old one keeps serving.',
+  ERR_HERDLESS_UPGRADE_IN_PROGRESS: 'An upgrade is already under way; wait for it to finish or fail.',
 } as const;
 
 export type HerdlessErrorCode = keyof typeof ErrorCodes;

@@ -5,7 +5,14 @@
  *   const d = await Dispatcher.start({ min: 2, max: 8, app: require.resolve('./app'), listen: { port: 8080 } });
  */
 export { Dispatcher } from './dispatcher';
-export type { DispatcherStats, WorkerStats, ListenerStats, DispatchWaitStats, DispatcherEvents } from './dispatcher';
+export type {
+  DispatcherStats,
+  WorkerStats,
+  ListenerStats,
+  DispatchWaitStats,
+  DispatcherEvents,
+  UpgradeOptions,
+} from './dispatcher';
 export type { DispatcherOptions, ListenOption, TcpListen, UnixListen, FdListen, Mode } from './options';
 export type { WorkerExit, ExitReason } from './worker-handle';
 export type { ScaleEvent } from './supervisor';

@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import * as fs from 'node:fs';
 import type { Addon, FdKind, SocketInfo } from './binding';
 import { invalidOption } from './errors';
+import { closeUnclaimed, listenKey, takeInherited } from './inherited';
 import type { Mode, NormalizedListen } from './options';
 
 export interface Listener {
@@ -31,7 +32,22 @@ function openTcp(addon: Addon, ip: string, port: number, backlog: number, mode: 
   return mode === 'reuseport' ? addon.listenTcp(ip, port, backlog, true, false) : addon.listenTcp(ip, port, backlog, false, true);
 }
 
+/** An upgrade's inherited socket for this entry: the port stays open from one primary to the next. */
+function adoptInherited(addon: Addon, spec: NormalizedListen): Listener | undefined {
+  if (spec.kind === 'fd') return undefined;
+  const fd = takeInherited(addon, listenKey(spec));
+  if (fd === undefined) return undefined;
+  const info = addon.socketInfo(fd);
+  if (!info.listening) {
+    addon.closeFd(fd);
+    return undefined;
+  }
+  return spec.kind === 'unix' ? { fd, info, socketPath: spec.path } : { fd, info };
+}
+
 async function openOne(addon: Addon, spec: NormalizedListen, mode: Mode): Promise<Listener> {
+  const inherited = mode === 'reuseport' ? undefined : adoptInherited(addon, spec);
+  if (inherited) return inherited;
   if (spec.kind === 'unix') {
     const fd = addon.listenUnix(spec.path, spec.backlog, spec.mode);
     return { fd, info: addon.socketInfo(fd), socketPath: spec.path, backlog: spec.backlog };
@@ -107,6 +123,7 @@ export async function openListeners(addon: Addon, specs: NormalizedListen[], mod
   const opened: Listener[] = [];
   try {
     for (const spec of specs) opened.push(await openOne(addon, spec, mode));
+    closeUnclaimed(addon);
     return opened;
   } catch (err) {
     closeListeners(addon, opened);
@@ -114,9 +131,10 @@ export async function openListeners(addon: Addon, specs: NormalizedListen[], mod
   }
 }
 
-export function closeListeners(addon: Addon, listeners: Listener[]): void {
+/** unlink: false after an upgrade, when the socket file is the new primary's to serve and remove. */
+export function closeListeners(addon: Addon, listeners: Listener[], unlink = true): void {
   for (const l of listeners) {
     addon.closeFd(l.fd);
-    if (l.socketPath) fs.rmSync(l.socketPath, { force: true });
+    if (l.socketPath && unlink) fs.rmSync(l.socketPath, { force: true });
   }
 }

@@ -10,7 +10,9 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { loadAddon } from './binding';
 import type { Dispatcher, DispatcherStats, DispatchWaitStats, WorkerStats } from './dispatcher';
+import { metricsKey, takeInherited } from './inherited';
 
 export interface MetricsOptions {
   port: number;
@@ -22,6 +24,8 @@ export interface MetricsOptions {
 
 export interface MetricsServer {
   address(): AddressInfo;
+  /** Its listening socket's fd, handed over by an upgrade. */
+  fd(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -184,16 +188,23 @@ export function startMetricsServer(d: Dispatcher, options: MetricsOptions): Prom
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host, () => {
+    // Closed once: after an upgrade hands the socket over, and again at exit.
+    let closed: Promise<void> | undefined;
+    const listening = () => {
       server.off('error', reject);
       resolve({
         address: () => server.address() as AddressInfo,
+        fd: () => (server as unknown as { _handle?: { fd?: number } })._handle?.fd,
         close: () =>
-          new Promise<void>((done) => {
+          (closed ??= new Promise<void>((done) => {
             server.close(() => done());
             server.closeAllConnections();
-          }),
+          })),
       });
-    });
+    };
+    // After an upgrade the old primary's socket is ours: the port never closes.
+    const inherited = takeInherited(loadAddon(), metricsKey(options));
+    if (inherited !== undefined) server.listen({ fd: inherited }, listening);
+    else server.listen(options.port, options.host, listening);
   });
 }

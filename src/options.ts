@@ -63,6 +63,8 @@ export interface DispatcherOptions {
   stealAfter?: number;
   /** Serve Prometheus metrics and a /healthz readiness endpoint from the primary. */
   metrics?: { port: number; host?: string };
+  /** How long upgrade() waits for the new primary to be ready, ms (default 60000), then kills it. */
+  upgradeTimeout?: number;
   /** Passed to each worker's http server (ms). */
   headersTimeout?: number;
   requestTimeout?: number;
@@ -100,6 +102,7 @@ export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
   keepAliveTimeout: true,
   user: true,
   group: true,
+  upgradeTimeout: true,
 };
 
 /** The names a `listen` entry may hold (TCP, Unix socket or inherited fd); same rule. */
@@ -151,6 +154,7 @@ export interface NormalizedOptions {
   maxMemory: number;
   stallTimeout: number;
   stealAfter: number;
+  upgradeTimeout: number;
   /** Only what the user set: an app's own server settings win otherwise. */
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
   /** Who workers run as (`user`/`group`), or undefined to run them as the primary. */
@@ -164,6 +168,9 @@ export interface NormalizedOptions {
  * healthy worker time to read what it was sent, and costs a waiting client little.
  */
 export const DEFAULT_STEAL_AFTER_MS = 5;
+
+/** Loading the app anew and starting `min` workers: each may take startTimeout (30 s), most take far less. */
+export const DEFAULT_UPGRADE_TIMEOUT_MS = 60_000;
 
 const MODES: readonly Mode[] = ['dispatch', 'herd', 'reuseport'];
 
@@ -293,6 +300,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     maxMemory: intOption('maxMemory', o.maxMemory, 0, 1),
     stallTimeout: intOption('stallTimeout', o.stallTimeout, 0, 1),
     stealAfter: intOption('stealAfter', o.stealAfter, DEFAULT_STEAL_AFTER_MS, 0, 60_000),
+    upgradeTimeout: intOption('upgradeTimeout', o.upgradeTimeout, DEFAULT_UPGRADE_TIMEOUT_MS, 1),
     app,
     listen,
     min,

@@ -78,6 +78,8 @@ describe('CLI', function () {
     const out = execFileSync(process.execPath, [require.resolve('../bin/herdless'), '--help'], { encoding: 'utf8' });
     assert.match(out, /^Usage: herdless \[options\] <app>/);
     assert.match(out, /--bind/);
+    assert.match(out, /USR2 upgrade/);
+    assert.match(out, /--upgrade-timeout/);
   });
 
   it('--unix serves on a Unix socket and removes it on stop', async () => {

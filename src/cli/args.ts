@@ -33,6 +33,7 @@ Pool:
       --shutdown-timeout <ms> graceful stop deadline, then workers are killed (default 30000)
       --user <name|uid>    run workers as this user, with its groups (the primary runs as root)
       --group <name|gid>   run workers with this group
+      --upgrade-timeout <ms> how long SIGUSR2's new primary may take to be ready (default 60000)
 Other:
   -c, --config <file>      JSON, or a JS module exporting options; flags win
       --log <text|json>    log format on stderr (default text)
@@ -40,7 +41,9 @@ Other:
   -h, --help, -v, --version
 
 Signals: TERM/INT graceful stop (a second one forces), HUP rolling reload,
-TTIN/TTOU one worker more/less, USR1 status summary on stderr.
+TTIN/TTOU one worker more/less, USR1 status summary on stderr, USR2 upgrade:
+a new primary (herdless and the app read anew) takes over the sockets, then this one drains.
+systemd Type=notify is supported when NOTIFY_SOCKET is set (READY, RELOADING, STOPPING, WATCHDOG).
 `;
 
 const FLAGS = {
@@ -67,6 +70,7 @@ const FLAGS = {
   'shutdown-timeout': { type: 'string' },
   user: { type: 'string' },
   group: { type: 'string' },
+  'upgrade-timeout': { type: 'string' },
   config: { type: 'string', short: 'c' },
   log: { type: 'string' },
   metrics: { type: 'string' },
@@ -135,6 +139,7 @@ export function parseCli(argv: string[]): CliArgs {
     headersTimeout: int('headers-timeout', v['headers-timeout']),
     requestTimeout: int('request-timeout', v['request-timeout']),
     keepAliveTimeout: int('keep-alive-timeout', v['keep-alive-timeout']),
+    upgradeTimeout: int('upgrade-timeout', v['upgrade-timeout']),
     scale: Object.keys(scale).length > 0 ? scale : undefined,
     user: v.user,
     group: v.group,

@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import { loadAddon } from '../binding';
 import { invalidOption } from '../errors';
+import { takeInheritedPrefix, upgradedFrom } from '../inherited';
 import type { ListenOption } from '../options';
 
 const SD_LISTEN_FDS_START = 3;
@@ -52,6 +53,18 @@ export function systemdListeners(env: NodeJS.ProcessEnv = process.env, pid = pro
   const count = Number(LISTEN_FDS);
   if (!Number.isInteger(count) || count < 0) throw invalidOption('LISTEN_FDS', `expected a count of sockets, got "${LISTEN_FDS}"`);
   return Array.from({ length: count }, (_, i) => ({ fd: SD_LISTEN_FDS_START + i }));
+}
+
+/**
+ * After an upgrade (SIGUSR2), the sockets the old primary was given (fd://N, LISTEN_FDS)
+ * arrive as inherited fds keyed "fd ..." (src/inherited.ts), in the old one's order; the
+ * fd numbers of its command line and LISTEN_FDS mean nothing in this process. Returns
+ * undefined outside an upgrade.
+ */
+export function upgradeFdListeners(): ListenOption[] | undefined {
+  const addon = loadAddon();
+  if (upgradedFrom(addon) === undefined) return undefined;
+  return takeInheritedPrefix(addon, 'fd ').map((fd) => ({ fd }));
 }
 
 /**

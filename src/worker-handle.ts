@@ -22,6 +22,18 @@ import {
   type WorkerSource,
 } from './protocol';
 
+/**
+ * Variables that speak for the primary alone: a worker that sent READY=1 or WATCHDOG=1 to
+ * systemd, or took a socket meant for the primary, would lie about the service.
+ */
+const PRIMARY_ONLY_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES'];
+
+function primaryEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of PRIMARY_ONLY_ENV) delete env[name];
+  return env;
+}
+
 const WORKER_MAIN = path.join(__dirname, 'worker', 'main.js');
 /** Where setpriv(1) (util-linux) may live; see workerCommand(). */
 const SETPRIV_PATHS = ['/usr/bin/setpriv', '/bin/setpriv'];
@@ -132,7 +144,7 @@ export class WorkerHandle extends EventEmitter {
       if (creds && !switched) config.credentials = { uid: creds.uid, gid: creds.gid, user: creds.user, initGroups: creds.initGroups };
       this.child = spawn(file, args, {
         stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
-        env: { ...process.env, ...userEnv(creds), ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
+        env: { ...primaryEnv(), ...userEnv(creds), ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
       });
     } catch (err) {
       this.spawnFailed(err as Error);

@@ -51,6 +51,27 @@ describe('systemd notify (NOTIFY_SOCKET)', function () {
     assert.equal((await cli.exited).code, 0, cli.log());
   });
 
+  it('workers started through the API (no CLI) never see NOTIFY_SOCKET or WATCHDOG_* either', async () => {
+    const { execFile } = require('node:child_process');
+    const script = `
+      const { Dispatcher } = require(${JSON.stringify(path.join(__dirname, '..'))});
+      const http = require('node:http');
+      Dispatcher.start({ app: ${JSON.stringify(APP)}, listen: { port: 0, host: '127.0.0.1' }, min: 1, max: 1 }).then((d) => {
+        http.get({ port: d.address().port, host: '127.0.0.1', path: '/env' }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => { process.stdout.write(body); d.close().then(() => process.exit(0)); });
+        });
+      });`;
+    const out = await new Promise((resolve, reject) => {
+      execFile(process.execPath, ['-e', script], {
+        env: { ...process.env, NOTIFY_SOCKET: path.join(tmp, 'nobody.sock'), WATCHDOG_USEC: '1000000', WATCHDOG_PID: '1', MARKS: marks, LOAD_MS: '10' },
+        timeout: 20000,
+      }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
+    });
+    assert.deepEqual(JSON.parse(out), {}, 'a worker inherited the primary\'s systemd variables');
+  });
+
   it('RELOADING=1 (with MONOTONIC_USEC) and READY=1 around a HUP reload, STATUS on a resize, STOPPING=1 on TERM', async () => {
     const sock = path.join(tmp, 'notify.sock');
     receiver = await notifyReceiver(sock);

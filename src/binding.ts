@@ -112,6 +112,16 @@ export interface Addon {
     now: { us: number; ms?: number },
     options?: { maxConnections?: number; avoidUs?: number; stealAfterUs?: number; start?: number },
   ): { pick: number; tiers: string[]; steal: boolean[] };
+  /** Client-ip routing (native/placement.h PickByClient) as a pure function; for tests. */
+  pickByClientForTest(
+    workers: Record<string, number | boolean>[],
+    keys: number[],
+    address: string,
+    now?: { us: number; ms?: number },
+    options?: { maxConnections?: number; avoidUs?: number; stallUs?: number },
+  ): number;
+  /** The hash client-ip routing uses for an address (hex; '0' for no address); for tests. */
+  clientHashForTest(address: string): string;
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
   /** Exit `graceMs` after the parent is gone, even if JS is blocked. */

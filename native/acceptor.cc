@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -295,6 +296,21 @@ Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   uint32_t capacity = info[1].As<Napi::Number>().Uint32Value();
   proxy_.Configure(epoll_fd_, timeout_ms, capacity < 1 ? 1 : capacity);
   send_peers_ = true;
+  // A proxied client always speaks first (its header), so TCP listeners hand us a connection
+  // only once data has come (TCP_DEFER_ACCEPT, as nginx's `deferred`): the header is then
+  // read at once, in the accept batch, with no epoll registration or extra wake-up; a silent
+  // peer waits in the kernel (no fd of ours) for about the timeout, then is accepted and timed
+  // out here. Best effort: without it, headers are read from the epoll set as they come.
+  int defer_s = static_cast<int>((timeout_ms + 999) / 1000);
+  for (int fd : listeners_) {
+    sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) continue;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) != 0) {
+      // Not supported here: the epoll path reads every header instead.
+    }
+  }
   return info.Env().Undefined();
 }
 
@@ -636,9 +652,12 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
     accepted_.fetch_add(1, std::memory_order_relaxed);
     Peer peer;
     if (send_peers_) peer = PeerOf(ss, ss_len);
-    if (proxy_.Enabled()) {  // routed once its header has come (RunLoop)
-      proxy_.Add(fd, static_cast<uint32_t>(index), peer, MonotonicMillis());
-      continue;
+    if (proxy_.Enabled()) {
+      // Its header usually came with the first segment: read now, routed and batched below.
+      // If not, it waits in proxy_ and is routed once the header is whole (RunLoop).
+      Handoff h{fd, static_cast<uint32_t>(index), peer};
+      if (proxy_.Take(&h, MonotonicMillis()) != ProxyReader::Outcome::kReady) continue;
+      peer = h.peer;
     }
     if (route_by_client_) {
       int sticky = RouteByClient(peer);  // views_ are PickWorker's, a moment ago

@@ -35,6 +35,28 @@ void ProxyReader::Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity) 
   scratch_.resize(kV2Largest);
 }
 
+ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms) {
+  Slot probe;
+  probe.fd = h->fd;
+  probe.listener = h->listener;
+  probe.own = h->peer;
+  Handoff out{-1, 0};
+  if (!TryParse(probe, false, &out)) {
+    if (Full()) {
+      ::close(h->fd);  // the caller checks Full() before accepting: not reached
+      return Outcome::kClosed;
+    }
+    Add(h->fd, h->listener, h->peer, now_ms);
+    return Outcome::kWaiting;
+  }
+  if (out.fd < 0) {
+    ::close(h->fd);
+    return Outcome::kClosed;
+  }
+  *h = out;
+  return Outcome::kReady;
+}
+
 void ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t now_ms) {
   if (free_.empty()) {  // the caller checks Full(); never leak regardless
     ::close(fd);

@@ -159,6 +159,8 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
     assert.equal(d.stats().dispatcher.handedOff, bad.length, 'only the good ones reached a worker');
   });
 
+  // TCP listeners defer accepting until data comes (TCP_DEFER_ACCEPT, about proxyTimeout
+  // rounded up to seconds): a silent TCP peer waits in the kernel first, then proxyTimeout here.
   it('a silent peer is closed after proxyTimeout, while others are served meanwhile', async () => {
     await start({ proxyTimeout: 400 });
     const silent = exchange(port, []);
@@ -172,6 +174,34 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
       assert.ok(r.closedMs >= 350 && r.closedMs < 3000, `closed after ${r.closedMs} ms`);
     }
     assert.deepEqual(pick(d.stats().proxy), { accepted: 5, local: 0, malformed: 0, timedOut: 2 });
+  });
+
+  it('on a unix listener too (no TCP_DEFER_ACCEPT there: a silent peer waits in the reader from the start)', async () => {
+    const fs = require('node:fs');
+    const os = require('node:os');
+    const path = require('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herdless-proxy-'));
+    const sock = path.join(dir, 'p.sock');
+    d = await Dispatcher.start({ app, listen: { path: sock }, min: 1, max: 1, proxyProtocol: true, proxyTimeout: 300 });
+    const over = (chunks) =>
+      new Promise((resolve) => {
+        const started = Date.now();
+        const s = net.connect(sock);
+        const data = [];
+        s.on('data', (x) => data.push(x));
+        s.on('error', () => {});
+        s.on('close', () => resolve({ data: Buffer.concat(data).toString(), closedMs: Date.now() - started }));
+        for (const c of chunks) s.write(c);
+      });
+    const silent = over([]);
+    const a = answer((await over(['PROXY TCP4 203.0.113.50 198.51.100.1 40050 80\r\n' + REQUEST])).data);
+    assert.equal(a.remoteAddress, '203.0.113.50');
+    assert.equal(a.remotePort, 40050);
+    const s = await silent;
+    assert.equal(s.data, '');
+    assert.ok(s.closedMs >= 250 && s.closedMs < 1500, `silent unix peer closed after ${s.closedMs} ms (proxyTimeout 300)`);
+    assert.equal(d.stats().proxy.timedOut, 1);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('waiting headers are bounded: past the limit, connections wait in the backlog, then are served', async () => {

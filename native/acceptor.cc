@@ -656,7 +656,9 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
       // Its header usually came with the first segment: read now, routed and batched below.
       // If not, it waits in proxy_ and is routed once the header is whole (RunLoop).
       Handoff h{fd, static_cast<uint32_t>(index), peer};
-      if (proxy_.Take(&h, MonotonicMillis()) != ProxyReader::Outcome::kReady) continue;
+      ProxyReader::Outcome outcome = proxy_.Take(&h, MonotonicMillis());
+      if (outcome == ProxyReader::Outcome::kDropped) dropped_.fetch_add(1, std::memory_order_relaxed);
+      if (outcome != ProxyReader::Outcome::kReady) continue;
       peer = h.peer;
     }
     if (route_by_client_) {

@@ -42,12 +42,7 @@ ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms) {
   probe.own = h->peer;
   Handoff out{-1, 0};
   if (!TryParse(probe, false, &out)) {
-    if (Full()) {
-      ::close(h->fd);  // the caller checks Full() before accepting: not reached
-      return Outcome::kClosed;
-    }
-    Add(h->fd, h->listener, h->peer, now_ms);
-    return Outcome::kWaiting;
+    return Add(h->fd, h->listener, h->peer, now_ms) ? Outcome::kWaiting : Outcome::kDropped;
   }
   if (out.fd < 0) {
     ::close(h->fd);
@@ -57,10 +52,10 @@ ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms) {
   return Outcome::kReady;
 }
 
-void ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t now_ms) {
-  if (free_.empty()) {  // the caller checks Full(); never leak regardless
+bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t now_ms) {
+  if (free_.empty()) {  // the caller checks Full() before accepting; never leak regardless
     ::close(fd);
-    return;
+    return false;
   }
   size_t i = free_.back();
   Slot& s = slots_[i];
@@ -70,7 +65,7 @@ void ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t now_m
   ev.data.u64 = Tag(i, s.generation);
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     ::close(fd);  // ENOMEM/ENOSPC (max_user_watches): this one cannot wait
-    return;
+    return false;
   }
   free_.pop_back();
   s.fd = fd;
@@ -79,8 +74,9 @@ void ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t now_m
   s.deadline_ms = now_ms + timeout_ms_;
   waiting_++;
   order_.emplace_back(i, s.generation);
-  // The header may already be here (it usually is: proxies send it with the first segment),
-  // and an edge-triggered registration reports it, so the next epoll_wait picks it up.
+  // Bytes that came between Take()'s peek and now are reported by the registration itself
+  // (epoll_ctl checks readiness), so the next epoll_wait picks them up.
+  return true;
 }
 
 void ProxyReader::Release(size_t i) {

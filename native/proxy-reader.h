@@ -42,11 +42,12 @@ class ProxyReader {
   bool Full() const { return waiting_ >= slots_.size(); }
   size_t Waiting() const { return waiting_; }
 
-  enum class Outcome { kReady, kWaiting, kClosed };
+  enum class Outcome { kReady, kWaiting, kClosed, kDropped };
   // A connection just accepted (h->peer: the address accept4 reported). Its header is read at
   // once if it is all there (the usual case: a proxy sends it with its first segment), which
   // costs no epoll registration: kReady, h->peer is now the client's. Else it waits (kWaiting),
-  // or it was closed (kClosed: malformed, or the reader is full).
+  // or it was closed: kClosed (malformed, counted here), kDropped (it could not wait: the
+  // reader full, or epoll_ctl failed; the caller counts it).
   Outcome Take(Handoff* h, uint32_t now_ms);
   // An epoll event for `tag`: a connection whose header is complete goes to *ready.
   void OnEvent(uint64_t tag, uint32_t events, std::vector<Handoff>* ready);
@@ -65,7 +66,7 @@ class ProxyReader {
     uint32_t deadline_ms = 0;
     Peer own{};
   };
-  void Add(int fd, uint32_t listener, const Peer& own, uint32_t now_ms);  // closes fd on failure
+  bool Add(int fd, uint32_t listener, const Peer& own, uint32_t now_ms);  // false: fd closed
   void Release(size_t slot);
   bool TryParse(Slot& s, bool hangup, Handoff* out);  // false: wait for more
 

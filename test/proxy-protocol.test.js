@@ -157,6 +157,7 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
     await waitFor(() => d.stats().proxy.malformed === bad.length + 1, 3000);
     assert.deepEqual(pick(d.stats().proxy), { accepted: bad.length, local: 0, malformed: bad.length + 1, timedOut: 0 });
     assert.equal(d.stats().dispatcher.handedOff, bad.length, 'only the good ones reached a worker');
+    assertBalance(d.stats());
   });
 
   // TCP listeners defer accepting until data comes (TCP_DEFER_ACCEPT, about proxyTimeout
@@ -174,6 +175,7 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
       assert.ok(r.closedMs >= 350 && r.closedMs < 3000, `closed after ${r.closedMs} ms`);
     }
     assert.deepEqual(pick(d.stats().proxy), { accepted: 5, local: 0, malformed: 0, timedOut: 2 });
+    assertBalance(d.stats());
   });
 
   it('on a unix listener too (no TCP_DEFER_ACCEPT there: a silent peer waits in the reader from the start)', async () => {
@@ -263,6 +265,13 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
     assert.throws(() => parseCli(['--proxy-timeout', 'soon', 'app.js']), { code: 'ERR_HERDLESS_INVALID_OPTION', option: '--proxy-timeout' });
   });
 });
+
+/** Every accepted connection is accounted for: handed off, waiting, dropped, or closed for its header. */
+function assertBalance(st) {
+  const x = st.dispatcher;
+  const p = st.proxy;
+  assert.equal(x.handedOff + x.waiting + x.dropped + p.malformed + p.timedOut + p.waiting, x.accepted + x.redispatched + x.stolen);
+}
 
 function pick(p) {
   return { accepted: p.accepted, local: p.local, malformed: p.malformed, timedOut: p.timedOut };

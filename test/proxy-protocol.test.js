@@ -233,6 +233,35 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
     for (let c = 0; c < 8; c++) assert.equal((await seen(`PROXY TCP6 ::ffff:198.18.0.${c + 1} ::1 42000 80\r\n`)).pid, homes.get(c));
   });
 
+  it('https: TLS over the proxied connection sees the client too', async () => {
+    const fs = require('node:fs');
+    const os = require('node:os');
+    const path = require('node:path');
+    const tls = require('node:tls');
+    const { makeCert } = require('./helpers');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herdless-proxy-tls-'));
+    makeCert(dir);
+    d = await Dispatcher.start({ app: require.resolve('./fixtures/https-app.js'), listen: local, min: 1, max: 1, proxyProtocol: true, env: { CERT_DIR: dir } });
+    port = d.address().port;
+    const raw = net.connect(port, '127.0.0.1');
+    await new Promise((r) => raw.once('connect', r));
+    raw.write('PROXY TCP4 203.0.113.61 198.51.100.1 40061 443\r\n');
+    const secure = tls.connect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+    const text = await new Promise((resolve, reject) => {
+      const chunks = [];
+      secure.on('secureConnect', () => secure.write('GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      secure.on('data', (c) => chunks.push(c));
+      secure.on('end', () => resolve(Buffer.concat(chunks).toString()));
+      secure.on('error', reject);
+    });
+    const a = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
+    assert.equal(a.encrypted, true);
+    assert.equal(a.remoteAddress, '203.0.113.61');
+    assert.equal(a.remotePort, 40061);
+    assert.equal(a.remoteFamily, 'IPv4');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('/metrics counts header errors by reason', async () => {
     await start({ proxyTimeout: 200, metrics: { port: 0, host: '127.0.0.1' } });
     await exchange(port, ['NOPE\r\n']);

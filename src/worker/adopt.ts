@@ -176,13 +176,23 @@ export class Adopter {
 /**
  * Behind a proxy the socket's peer is the proxy; the client is who the PROXY header named.
  * Own-property getters shadow net.Socket's prototype ones (remoteAddress, remotePort,
- * remoteFamily), and net's own cache of getpeername() holds the same, so everything that
- * asks (req.socket, req.connection, _getpeername(), the 'drop' path) sees one answer.
+ * remoteFamily), net's own cache of getpeername() and the handle's getpeername() hold the
+ * same, so everything that asks (req.socket, req.connection, _getpeername(), a TLS socket
+ * layered on top, the 'drop' path) sees one answer.
  * socket.address() stays the local end, as it is.
  */
 function presentPeer(socket: net.Socket, peer: Peer): void {
   const name = { address: peer.address, port: peer.port, family: peer.family };
   (socket as net.Socket & { _peername?: unknown })._peername = name;
+  // A TLS socket (https, http2 secure) over this one asks its handle: Node's TLSWrap forwards
+  // getpeername() to the handle below it, this socket's own.
+  const handle = (socket as net.Socket & { _handle?: { getpeername?: (out: Record<string, unknown>) => number } })._handle;
+  if (handle) {
+    handle.getpeername = (out) => {
+      Object.assign(out, name);
+      return 0;
+    };
+  }
   Object.defineProperties(socket, {
     remoteAddress: { get: () => name.address, configurable: true, enumerable: false },
     remotePort: { get: () => name.port, configurable: true, enumerable: false },

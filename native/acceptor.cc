@@ -297,19 +297,20 @@ Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   proxy_.Configure(epoll_fd_, timeout_ms, capacity < 1 ? 1 : capacity);
   send_peers_ = true;
   // A proxied client always speaks first (its header), so TCP listeners hand us a connection
-  // only once data has come (TCP_DEFER_ACCEPT, as nginx's `deferred`): the header is then
-  // read at once, in the accept batch, with no epoll registration or extra wake-up; a silent
-  // peer waits in the kernel (no fd of ours) for about the timeout, then is accepted and timed
-  // out here. Best effort: without it, headers are read from the epoll set as they come.
-  int defer_s = static_cast<int>((timeout_ms + 999) / 1000);
-  for (int fd : listeners_) {
+  // only once data has come (TCP_DEFER_ACCEPT, 1 s, as nginx's `deferred`): the header is then
+  // read at once, in the accept batch, with no epoll registration or extra wake-up. A silent
+  // peer waits that second in the kernel (holding no fd of ours), then the rest of its
+  // proxyTimeout here. Not for a proxyTimeout under 2 s, where the kernel's one-second steps
+  // would blur it; best effort: without it, headers are read from the epoll set as they come.
+  constexpr int kDeferS = 1;
+  deferred_ms_.assign(listeners_.size(), 0);
+  for (size_t i = 0; i < listeners_.size() && timeout_ms >= 2000; i++) {
     sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
+    if (getsockname(listeners_[i], reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
     if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) continue;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) != 0) {
-      // Not supported here: the epoll path reads every header instead.
-    }
+    int defer_s = kDeferS;
+    if (setsockopt(listeners_[i], IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) == 0) deferred_ms_[i] = kDeferS * 1000;
   }
   return info.Env().Undefined();
 }
@@ -656,7 +657,7 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
       // Its header usually came with the first segment: read now, routed and batched below.
       // If not, it waits in proxy_ and is routed once the header is whole (RunLoop).
       Handoff h{fd, static_cast<uint32_t>(index), peer};
-      ProxyReader::Outcome outcome = proxy_.Take(&h, MonotonicMillis());
+      ProxyReader::Outcome outcome = proxy_.Take(&h, MonotonicMillis(), deferred_ms_[index]);
       if (outcome == ProxyReader::Outcome::kDropped) dropped_.fetch_add(1, std::memory_order_relaxed);
       if (outcome != ProxyReader::Outcome::kReady) continue;
       peer = h.peer;

@@ -118,6 +118,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   std::vector<std::vector<Peer>> batch_peers_;  // parallel to batches_
   ProxyReader proxy_;            // proxyProtocol: connections whose header has not arrived yet
   bool listeners_armed_ = true;  // false while proxy_ is full
+  std::vector<uint32_t> deferred_ms_;  // per listener: its TCP_DEFER_ACCEPT, ms (0: none)
   // watchActivity(cb): cb() once, on the next accepted connection (the supervisor sleeps
   // longer while nothing happens, and wakes at once when load arrives).
   Napi::ThreadSafeFunction on_activity_;

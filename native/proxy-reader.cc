@@ -35,14 +35,16 @@ void ProxyReader::Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity) 
   scratch_.resize(kV2Largest);
 }
 
-ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms) {
+ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t waited_ms) {
   Slot probe;
   probe.fd = h->fd;
   probe.listener = h->listener;
   probe.own = h->peer;
   Handoff out{-1, 0};
   if (!TryParse(probe, false, &out)) {
-    return Add(h->fd, h->listener, h->peer, now_ms) ? Outcome::kWaiting : Outcome::kDropped;
+    uint32_t timeout = timeout_ms_;
+    if (last_peek_ < 0 && waited_ms > 0) timeout = waited_ms < timeout ? timeout - waited_ms : 1;  // silent so far
+    return Add(h->fd, h->listener, h->peer, now_ms + timeout) ? Outcome::kWaiting : Outcome::kDropped;
   }
   if (out.fd < 0) {
     ::close(h->fd);
@@ -52,7 +54,7 @@ ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms) {
   return Outcome::kReady;
 }
 
-bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t now_ms) {
+bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t deadline_ms) {
   if (free_.empty()) {  // the caller checks Full() before accepting; never leak regardless
     ::close(fd);
     return false;
@@ -71,7 +73,7 @@ bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint32_t now_m
   s.fd = fd;
   s.listener = listener;
   s.own = own;
-  s.deadline_ms = now_ms + timeout_ms_;
+  s.deadline_ms = deadline_ms;
   waiting_++;
   order_.emplace_back(i, s.generation);
   // Bytes that came between Take()'s peek and now are reported by the registration itself
@@ -93,6 +95,7 @@ void ProxyReader::Release(size_t i) {
 bool ProxyReader::TryParse(Slot& s, bool hangup, Handoff* out) {
   uint8_t* buf = scratch_.data();
   ssize_t n = Recv(s.fd, buf, proxy::kFirstPeek, MSG_PEEK);
+  last_peek_ = n;
   if (n < 0) {
     if ((errno == EAGAIN || errno == EWOULDBLOCK) && !hangup) return false;  // a spurious wake-up
     counters.malformed++;  // reset by the peer, or closed before sending anything

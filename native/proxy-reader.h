@@ -48,7 +48,10 @@ class ProxyReader {
   // costs no epoll registration: kReady, h->peer is now the client's. Else it waits (kWaiting),
   // or it was closed: kClosed (malformed, counted here), kDropped (it could not wait: the
   // reader full, or epoll_ctl failed; the caller counts it).
-  Outcome Take(Handoff* h, uint32_t now_ms);
+  // `waited_ms`: how long a connection that brings no data at all has already waited in the
+  // kernel (a TCP_DEFER_ACCEPT listener hands over a silent one only after its deferral),
+  // taken off its timeout so that a silent peer is closed about proxyTimeout after connecting.
+  Outcome Take(Handoff* h, uint32_t now_ms, uint32_t waited_ms = 0);
   // An epoll event for `tag`: a connection whose header is complete goes to *ready.
   void OnEvent(uint64_t tag, uint32_t events, std::vector<Handoff>* ready);
   // Closes connections past the timeout; returns ms until the next one expires, -1 if none.
@@ -66,7 +69,7 @@ class ProxyReader {
     uint32_t deadline_ms = 0;
     Peer own{};
   };
-  bool Add(int fd, uint32_t listener, const Peer& own, uint32_t now_ms);  // false: fd closed
+  bool Add(int fd, uint32_t listener, const Peer& own, uint32_t deadline_ms);  // false: fd closed
   void Release(size_t slot);
   bool TryParse(Slot& s, bool hangup, Handoff* out);  // false: wait for more
 
@@ -77,6 +80,7 @@ class ProxyReader {
   size_t waiting_ = 0;
   std::deque<std::pair<size_t, uint32_t>> order_;  // (slot, generation), oldest first: deadlines in order
   std::vector<uint8_t> scratch_;                   // one v2 header at its largest
+  ssize_t last_peek_ = 0;                          // what TryParse's first peek returned
 };
 
 }  // namespace herdless

@@ -160,8 +160,6 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
     assertBalance(d.stats());
   });
 
-  // TCP listeners defer accepting until data comes (TCP_DEFER_ACCEPT, about proxyTimeout
-  // rounded up to seconds): a silent TCP peer waits in the kernel first, then proxyTimeout here.
   it('a silent peer is closed after proxyTimeout, while others are served meanwhile', async () => {
     await start({ proxyTimeout: 400 });
     const silent = exchange(port, []);
@@ -172,13 +170,26 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
     const [s, p] = await Promise.all([silent, slow]);
     for (const r of [s, p]) {
       assert.equal(r.data, '');
-      assert.ok(r.closedMs >= 350 && r.closedMs < 3000, `closed after ${r.closedMs} ms`);
+      assert.ok(r.closedMs >= 350 && r.closedMs < 1500, `closed after ${r.closedMs} ms (proxyTimeout 400)`);
     }
     assert.deepEqual(pick(d.stats().proxy), { accepted: 5, local: 0, malformed: 0, timedOut: 2 });
     assertBalance(d.stats());
   });
 
-  it('on a unix listener too (no TCP_DEFER_ACCEPT there: a silent peer waits in the reader from the start)', async () => {
+  // From 2 s up, TCP listeners defer accepting until data comes (TCP_DEFER_ACCEPT, 1 s): a
+  // silent peer waits that second in the kernel, then the rest of proxyTimeout here.
+  it('with a deferring TCP listener (proxyTimeout >= 2 s), a silent peer still goes after about proxyTimeout', async () => {
+    await start({ proxyTimeout: 2000 });
+    const silent = exchange(port, []);
+    assertPeer(await seen('PROXY TCP4 203.0.113.40 198.51.100.1 40040 80\r\n'), '203.0.113.40', 40040, 'IPv4');
+    const r = await silent;
+    assert.equal(r.data, '');
+    assert.ok(r.closedMs >= 1700 && r.closedMs < 3500, `closed after ${r.closedMs} ms (proxyTimeout 2000)`);
+    assert.equal(d.stats().proxy.timedOut, 1);
+    assertBalance(d.stats());
+  });
+
+  it('on a unix listener too', async () => {
     const fs = require('node:fs');
     const os = require('node:os');
     const path = require('node:path');

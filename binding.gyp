@@ -13,7 +13,7 @@
         ["OS=='linux'", { "sources": [
           "native/errors.cc", "native/listener.cc", "native/channel.cc", "native/scoreboard.cc",
           "native/acceptor.cc", "native/inbox.cc", "native/process.cc",
-          "native/loop-state.cc", "native/placement.cc", "native/listen-queue.cc", "native/notify.cc"
+          "native/loop-state.cc", "native/placement.cc", "native/listen-queue.cc", "native/notify.cc", "native/proxy-reader.cc"
         ], "defines": ["HERDLESS_LINUX=1"] }]
       ]
     }

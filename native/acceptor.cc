@@ -3,12 +3,15 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <ctime>
 #include <string>
 
@@ -28,6 +31,23 @@ constexpr uint64_t kWakeTag = UINT64_MAX;
 constexpr uint32_t kAvoidUs = 2000;        // a loop awake this long gets nothing while another can take it
 constexpr int kStealRecheckMs = 2;         // a stalled worker holds connections but nobody is free yet
 constexpr size_t kStealMaxRecords = 64;    // per worker per step, like a worker's own read batch
+
+// The client's address from accept4's own sockaddr (no extra syscall); none for unix sockets.
+Peer PeerOf(const sockaddr_storage& ss, socklen_t len) {
+  Peer p;
+  if (ss.ss_family == AF_INET && len >= sizeof(sockaddr_in)) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    p.family = 4;
+    p.port = ntohs(in->sin_port);
+    std::memcpy(p.addr, &in->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    p.family = 6;
+    p.port = ntohs(in6->sin6_port);
+    std::memcpy(p.addr, &in6->sin6_addr, 16);
+  }
+  return p;
+}
 
 bool IsFdExhaustion(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
@@ -54,6 +74,8 @@ void Acceptor::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod<&Acceptor::SetMaxConnections>("setMaxConnections"),
                                         InstanceMethod<&Acceptor::SetStealAfter>("setStealAfter"),
                                         InstanceMethod<&Acceptor::WatchActivity>("watchActivity"),
+                                        InstanceMethod<&Acceptor::SetRoute>("setRoute"),
+                                        InstanceMethod<&Acceptor::SetProxyProtocol>("setProxyProtocol"),
                                     });
   exports.Set("Acceptor", ctor);
 }
@@ -98,6 +120,7 @@ Acceptor::~Acceptor() {
   StopThread();
   for (Worker& w : workers_) UnmapScoreboard(w.board);
   for (const Handoff& h : waiting_) ::close(h.fd);
+  proxy_.CloseAll();  // while its epoll fd is still ours
   CloseFds();
 }
 
@@ -126,7 +149,7 @@ Napi::Value Acceptor::Stop(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Worker& w : workers_) w.full = false;
   FlushWaiting();
-  uint32_t dropped = static_cast<uint32_t>(waiting_.size());
+  uint32_t dropped = static_cast<uint32_t>(waiting_.size() + proxy_.CloseAll());
   for (const Handoff& h : waiting_) ::close(h.fd);
   waiting_.clear();
   dropped_.fetch_add(dropped, std::memory_order_relaxed);
@@ -173,6 +196,7 @@ Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_.push_back(w);
+    keys_.push_back(static_cast<uint32_t>(w.id));
   }
   Wake();  // we may have been paused for lack of workers
   return env.Undefined();
@@ -186,6 +210,7 @@ Napi::Value Acceptor::RemoveWorker(const Napi::CallbackInfo& info) {
     if (workers_[i].id != id) continue;
     UnmapScoreboard(workers_[i].board);
     workers_.erase(workers_.begin() + static_cast<long>(i));
+    keys_.erase(keys_.begin() + static_cast<long>(i));
     return Napi::Boolean::New(info.Env(), true);
   }
   return Napi::Boolean::New(info.Env(), false);
@@ -207,11 +232,16 @@ Napi::Value Acceptor::PauseWorker(const Napi::CallbackInfo& info) {
 // dispatch([fd, listener, ...], acceptedAt?): connections read back from a dead worker's
 // channel. They go ahead of new ones; the acceptor owns (and eventually closes) them.
 // acceptedAt (drainChannel's): each one's first accept time, CLOCK_MONOTONIC ns, so that
-// the wait a worker measures counts from then; without it, from now.
+// the wait a worker measures counts from then; without it, from now. list.peers
+// (drainChannel's): their client addresses, so that they keep their route and PROXY address.
 Napi::Value Acceptor::Dispatch(const Napi::CallbackInfo& info) {
   Napi::Array list = info[0].As<Napi::Array>();
   Napi::Array times = info.Length() > 1 && info[1].IsArray() ? info[1].As<Napi::Array>() : Napi::Array::New(info.Env(), 0);
   uint64_t now = MonotonicNanos();
+  Napi::Value peers_js = list.Get("peers");
+  const Peer* peers = nullptr;
+  if (peers_js.IsBuffer() && peers_js.As<Napi::Buffer<uint8_t>>().Length() >= (list.Length() / 2) * sizeof(Peer))
+    peers = reinterpret_cast<const Peer*>(peers_js.As<Napi::Buffer<uint8_t>>().Data());
   uint32_t closed = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -223,6 +253,7 @@ Napi::Value Acceptor::Dispatch(const Napi::CallbackInfo& info) {
         double t = times.Get(i / 2).ToNumber().DoubleValue();
         if (t > 0 && t <= static_cast<double>(now)) h.accepted_ns = static_cast<uint64_t>(t);
       }
+      if (peers != nullptr) std::memcpy(&h.peer, reinterpret_cast<const uint8_t*>(peers) + (i / 2) * sizeof(Peer), sizeof(Peer));
       redispatched_.fetch_add(1, std::memory_order_relaxed);
       if (running_) {
         waiting_.push_back(h);
@@ -253,6 +284,42 @@ Napi::Value Acceptor::SetStealAfter(const Napi::CallbackInfo& info) {
     steal_after_us_ = info[0].As<Napi::Number>().Uint32Value() * 1000u;
   }
   Wake();
+  return info.Env().Undefined();
+}
+
+// setRoute(clientIp): before start(). true: route: 'client-ip' (placement.h, PickByClient).
+Napi::Value Acceptor::SetRoute(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  route_by_client_ = info[0].ToBoolean();
+  send_peers_ = route_by_client_ || proxy_.Enabled();
+  return info.Env().Undefined();
+}
+
+// setProxyProtocol(timeoutMs, maxWaiting): before start(). Every connection must begin with
+// a PROXY header (v1 or v2), read by the accept thread before the hand-off (proxy-reader.h).
+Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (running_) throw Napi::Error::New(info.Env(), "setProxyProtocol() must come before start()");
+  uint32_t timeout_ms = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t capacity = info[1].As<Napi::Number>().Uint32Value();
+  proxy_.Configure(epoll_fd_, timeout_ms, capacity < 1 ? 1 : capacity);
+  send_peers_ = true;
+  // A proxied client always speaks first (its header), so TCP listeners hand us a connection
+  // only once data has come (TCP_DEFER_ACCEPT, 1 s, as nginx's `deferred`): the header is then
+  // read at once, in the accept batch, with no epoll registration or extra wake-up. A silent
+  // peer waits that second in the kernel (holding no fd of ours), then the rest of its
+  // proxyTimeout here. Not for a proxyTimeout under 2 s, where the kernel's one-second steps
+  // would blur it; best effort: without it, headers are read from the epoll set as they come.
+  constexpr int kDeferS = 1;
+  deferred_ms_.assign(listeners_.size(), 0);
+  for (size_t i = 0; i < listeners_.size() && timeout_ms >= 2000; i++) {
+    sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(listeners_[i], reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) continue;
+    int defer_s = kDeferS;
+    if (setsockopt(listeners_[i], IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) == 0) deferred_ms_[i] = kDeferS * 1000;
+  }
   return info.Env().Undefined();
 }
 
@@ -306,9 +373,17 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
     if (n > 0) errors.Set(ErrnoName(e), Napi::Number::New(env, static_cast<double>(n)));
   }
   out.Set("acceptErrors", errors);
+  Napi::Object proxy = Napi::Object::New(env);
+  proxy.Set("accepted", num(proxy_.counters.accepted));
+  proxy.Set("local", num(proxy_.counters.local));
+  proxy.Set("malformed", num(proxy_.counters.malformed));
+  proxy.Set("timedOut", num(proxy_.counters.timed_out));
+  proxy.Set("fullPauses", num(proxy_.counters.full));
+  out.Set("proxy", proxy);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     out.Set("waiting", Napi::Number::New(env, static_cast<double>(waiting_.size())));
+    proxy.Set("waiting", Napi::Number::New(env, static_cast<double>(proxy_.Waiting())));
     Napi::Object pending = Napi::Object::New(env);
     for (const Worker& w : workers_) {
       // The board is the worker's to write: received past sent is nonsense, shown as 0.
@@ -359,10 +434,25 @@ int Acceptor::PickWorker(uint32_t, const std::vector<bool>& skip) {
     Worker& w = workers_[i];
     views_[i] = Observe(w, !(w.paused || w.full || skip[i]), now);
   }
+  return placement::Pick(views_.data(), n, PlacementOptions(), {now.us, now.ms}, next_);
+}
+
+placement::Options Acceptor::PlacementOptions() const {
   placement::Options o;
   o.max_connections = max_connections_;
   o.avoid_us = steal_after_us_ > 0 && steal_after_us_ < kAvoidUs ? steal_after_us_ : kAvoidUs;
-  return placement::Pick(views_.data(), n, o, {now.us, now.ms}, next_);
+  return o;
+}
+
+// Right after PickWorker() (views_ fresh, `usable` already saying who was tried): the
+// heaviest healthy worker for this client, or -1 (no address, or none healthy: the caller
+// keeps the least-loaded choice).
+int Acceptor::RouteByClient(const Peer& peer) {
+  uint64_t client = placement::ClientHash(peer.family, peer.addr);
+  if (client == 0) return -1;
+  MonotonicNow now = Monotonic();
+  return placement::PickByClient(views_.data(), keys_.data(), workers_.size(), client, PlacementOptions(), {now.us, now.ms},
+                                 uint64_t{stall_ms_} * 1000);
 }
 
 // Reads back what worker `index` has not read and hands it to others. Each SEQPACKET record
@@ -393,7 +483,7 @@ size_t Acceptor::StealFrom(size_t index) {
   stolen_.fetch_add(taken.size(), std::memory_order_relaxed);
   w.seen_pending = 0;  // re-dated on the next look
   for (const Handoff& h : taken)
-    if (!Deliver(h)) waiting_.push_back(h);
+    if (!Deliver(h, static_cast<int>(index))) waiting_.push_back(h);
   return taken.size();
 }
 
@@ -403,6 +493,10 @@ size_t Acceptor::StealFrom(size_t index) {
 // connections, so an idle pool costs the thread nothing.
 int Acceptor::StealStep() {
   if (steal_after_us_ == 0 || workers_.empty()) return -1;
+  // client-ip: a client's connections leave its worker only once it is stalled (stall_ms_,
+  // what PickByClient skips), not after every busy moment: each move can cost a session.
+  uint32_t steal_after_us = steal_after_us_;
+  if (route_by_client_ && steal_after_us < stall_ms_ * 1000u) steal_after_us = stall_ms_ * 1000u;
   MonotonicNow now = Monotonic();
   size_t n = workers_.size();
   views_.resize(n);
@@ -418,7 +512,7 @@ int Acceptor::StealStep() {
   for (size_t i = 0; i < n; i++) {
     const placement::WorkerView& v = views_[i];
     if (workers_[i].worker_end < 0) continue;
-    uint64_t in = placement::StealIn(v, clock, steal_after_us_);
+    uint64_t in = placement::StealIn(v, clock, steal_after_us);
     if (in == UINT64_MAX) continue;
     if (in == 0) {
       bool taker = false;
@@ -450,14 +544,19 @@ bool Acceptor::HasRoom(uint32_t now) {  // used while paused, to decide when to 
   return PickWorker(now, skip) >= 0;
 }
 
-bool Acceptor::Deliver(const Handoff& handoff) {
+bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
   uint32_t now = MonotonicMillis();
   std::vector<bool> tried(workers_.size(), false);
+  if (exclude >= 0 && static_cast<size_t>(exclude) < tried.size()) tried[static_cast<size_t>(exclude)] = true;
   for (;;) {
     int i = PickWorker(now, tried);
     if (i < 0) return false;
+    if (route_by_client_) {
+      int sticky = RouteByClient(handoff.peer);
+      if (sticky >= 0) i = sticky;
+    }
     Worker& w = workers_[static_cast<size_t>(i)];
-    int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener, handoff.accepted_ns);
+    int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener, handoff.accepted_ns, send_peers_ ? &handoff.peer : nullptr);
     if (err == 0) {
       w.sent++;
       next_ = static_cast<size_t>(i) + 1;
@@ -478,25 +577,29 @@ bool Acceptor::Deliver(const Handoff& handoff) {
 
 void Acceptor::SendBatch(size_t index, uint32_t listener) {
   std::vector<int>& fds = batches_[index];
+  std::vector<Peer>& peers = batch_peers_[index];
   Worker& w = workers_[index];
   uint64_t accepted_ns = batch_since_ns_[index];
-  int err = SendHandoffs(w.channel, fds.data(), fds.size(), listener, accepted_ns);
+  int err = SendHandoffs(w.channel, fds.data(), fds.size(), listener, accepted_ns, send_peers_ ? peers.data() : nullptr);
   if (err == 0) {
     for (int fd : fds) ::close(fd);  // see Deliver(): the record holds the sockets now
     handed_off_.fetch_add(fds.size(), std::memory_order_relaxed);
     next_ = index + 1;
     fds.clear();
+    peers.clear();
     return;
   }
   // Undo the tentative count and hand the connections out one by one, elsewhere.
   w.sent -= static_cast<uint32_t>(fds.size());
   retries_.fetch_add(1, std::memory_order_relaxed);
   if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) w.full = true;
-  for (int fd : fds) {
-    Handoff h{fd, listener, accepted_ns};
+  for (size_t k = 0; k < fds.size(); k++) {
+    Handoff h{fds[k], listener, accepted_ns};
+    if (send_peers_) h.peer = peers[k];
     if (!Deliver(h)) waiting_.push_back(h);
   }
   fds.clear();
+  peers.clear();
 }
 
 bool Acceptor::FlushWaiting() {
@@ -514,17 +617,26 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
   int listener = listeners_[index];
   batches_.resize(workers_.size());
   batch_since_ns_.resize(workers_.size());
+  batch_peers_.resize(workers_.size());
   std::vector<bool> skip(workers_.size(), false);
   uint32_t now = MonotonicMillis();
   Pause result = Pause::kNone;
   int failures = 0;
   for (int i = 0; i < kAcceptBatch; i++) {
+    if (proxy_.Enabled() && proxy_.Full()) {
+      // Headers still to read fill the reader: leave the rest in the kernel's backlog.
+      proxy_.counters.full.fetch_add(1, std::memory_order_relaxed);
+      ArmListeners(false);
+      break;
+    }
     int chosen = PickWorker(now, skip);
     if (chosen < 0) {
       result = Pause::kBackpressure;
       break;
     }
-    int fd = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage ss;
+    socklen_t ss_len = sizeof(ss);
+    int fd = accept4(listener, reinterpret_cast<sockaddr*>(&ss), &ss_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) {
@@ -549,10 +661,26 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
       continue;
     }
     accepted_.fetch_add(1, std::memory_order_relaxed);
+    Peer peer;
+    if (send_peers_) peer = PeerOf(ss, ss_len);
+    if (proxy_.Enabled()) {
+      // Its header usually came with the first segment: read now, routed and batched below.
+      // If not, it waits in proxy_ and is routed once the header is whole (RunLoop).
+      Handoff h{fd, static_cast<uint32_t>(index), MonotonicNanos(), peer};
+      ProxyReader::Outcome outcome = proxy_.Take(&h, MonotonicMillis(), deferred_ms_[index]);
+      if (outcome == ProxyReader::Outcome::kDropped) dropped_.fetch_add(1, std::memory_order_relaxed);
+      if (outcome != ProxyReader::Outcome::kReady) continue;
+      peer = h.peer;
+    }
+    if (route_by_client_) {
+      int sticky = RouteByClient(peer);  // views_ are PickWorker's, a moment ago
+      if (sticky >= 0) chosen = sticky;
+    }
     size_t w = static_cast<size_t>(chosen);
     // The record is dated by its oldest connection: one clock read (vDSO) per record.
     if (batches_[w].empty()) batch_since_ns_[w] = MonotonicNanos();
     batches_[w].push_back(fd);
+    if (send_peers_) batch_peers_[w].push_back(peer);
     workers_[w].sent++;  // tentatively, so that the next choice sees this worker's new load
     if (batches_[w].size() == kMaxBatch) SendBatch(w, static_cast<uint32_t>(index));
   }
@@ -596,12 +724,30 @@ void Acceptor::ListenerFailed(size_t index, int err, const char* syscall) {
   Report(err, syscall, static_cast<int>(index));
 }
 
+// proxyProtocol: while the reader is full, the listeners stay in the epoll set without
+// events (level-triggered, they would report their backlog at once, forever).
+void Acceptor::ArmListeners(bool armed) {
+  if (listeners_armed_ == armed) return;
+  listeners_armed_ = armed;
+  for (size_t i = 0; i < listeners_.size(); i++) {
+    if (dead_[i]) continue;
+    epoll_event ev{};
+    ev.events = armed ? EPOLLIN | EPOLLRDHUP : 0;
+    ev.data.u64 = i;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listeners_[i], &ev) != 0) {
+      // Not watched as asked: if still armed, AcceptFrom() disarms again on the next event.
+    }
+  }
+}
+
 void Acceptor::RunLoop() {
   epoll_event events[kMaxEvents];
   Pause pause = Pause::kNone;
   Coalescer coalescer;
   uint32_t delay_us = 0;
   int steal_ms = -1;  // epoll timeout: only while some worker holds connections unread
+  int proxy_ms = -1;  // ... or until the oldest PROXY header still awaited is due
+  std::vector<Handoff> ready;  // connections whose PROXY header just completed
   for (;;) {
     if (delay_us > 0 && pause == Pause::kNone) {
       timespec ts{0, static_cast<long>(delay_us) * 1000};
@@ -627,7 +773,9 @@ void Acceptor::RunLoop() {
       pause = FlushWaiting() && HasRoom(MonotonicMillis()) ? Pause::kNone : Pause::kBackpressure;
       continue;
     }
-    int n = epoll_wait(epoll_fd_, events, kMaxEvents, steal_ms);
+    int timeout = steal_ms;
+    if (proxy_ms >= 0 && (timeout < 0 || proxy_ms < timeout)) timeout = proxy_ms;
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       return ReportFatal(errno, "epoll_wait");
@@ -635,8 +783,13 @@ void Acceptor::RunLoop() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;
     uint64_t accepted_before = accepted_.load(std::memory_order_relaxed);
-    for (int i = 0; i < n && pause == Pause::kNone; i++) {
-      if (events[i].data.u64 == kWakeTag) {
+    for (int i = 0; i < n; i++) {
+      // Edge-triggered: a header's event is never reported again, so none may be skipped.
+      if ((events[i].data.u64 & ProxyReader::kTagBit) != 0 && events[i].data.u64 != kWakeTag) {
+        proxy_.OnEvent(events[i].data.u64, events[i].events, &ready);
+      } else if (pause != Pause::kNone) {
+        continue;  // level-triggered: reported again
+      } else if (events[i].data.u64 == kWakeTag) {
         DrainWake();
       } else if (!FlushWaiting()) {
         pause = Pause::kBackpressure;
@@ -651,6 +804,14 @@ void Acceptor::RunLoop() {
         // Shut down: take what its backlog still holds, then stop watching it.
         if ((events[i].events & kHangup) != 0 && drained_) ListenerFailed(listener, ESHUTDOWN, "epoll_wait");
       }
+    }
+    if (proxy_.Enabled()) {
+      // Their headers have been read: route (by the address they name) and hand off.
+      for (const Handoff& h : ready)
+        if (!Deliver(h)) waiting_.push_back(h);
+      ready.clear();
+      proxy_ms = proxy_.Expire(MonotonicMillis());
+      if (!proxy_.Full()) ArmListeners(true);
     }
     if (pause == Pause::kNone && !FlushWaiting()) pause = Pause::kBackpressure;
     steal_ms = StealStep();

@@ -19,6 +19,7 @@
 
 #include "channel.h"
 #include "placement.h"
+#include "proxy-reader.h"
 #include "scoreboard.h"
 
 namespace herdless {
@@ -60,6 +61,8 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   Napi::Value SetMaxConnections(const Napi::CallbackInfo& info);
   Napi::Value SetStealAfter(const Napi::CallbackInfo& info);
   Napi::Value WatchActivity(const Napi::CallbackInfo& info);
+  Napi::Value SetRoute(const Napi::CallbackInfo& info);
+  Napi::Value SetProxyProtocol(const Napi::CallbackInfo& info);
   void NoteActivity();
 
   // Accept thread
@@ -68,7 +71,11 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   void ListenerFailed(size_t listener, int err, const char* syscall);
   Pause AcceptFrom(size_t listener);
   void DrainWake();
-  bool Deliver(const Handoff& handoff);  // false: every worker is full, caller keeps it
+  // false: every worker is full, caller keeps it. `exclude`: a worker not to send it to.
+  bool Deliver(const Handoff& handoff, int exclude = -1);
+  int RouteByClient(const Peer& peer);   // client-ip: the worker for this client, or -1
+  void ArmListeners(bool armed);         // proxyProtocol: stop accepting while headers fill the reader
+  placement::Options PlacementOptions() const;
   void SendBatch(size_t worker, uint32_t listener);
   bool FlushWaiting();                   // false: some connections still wait
   int PickWorker(uint32_t now, const std::vector<bool>& skip);
@@ -104,6 +111,15 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   uint32_t stall_ms_ = 100;      // unused since placement reads the loop state (kept for the constructor's signature)
   uint32_t steal_after_us_ = 0;  // take back connections a worker has held unread this long; 0 = never
   std::vector<placement::WorkerView> views_;  // scratch for PickWorker, reused
+  // route: 'client-ip'. Each worker's stable routing key (its id), parallel to workers_.
+  bool route_by_client_ = false;
+  std::vector<uint32_t> keys_;
+  // Peers travel with the fds (channel.h) when routing by client or reading PROXY headers.
+  bool send_peers_ = false;
+  std::vector<std::vector<Peer>> batch_peers_;  // parallel to batches_
+  ProxyReader proxy_;            // proxyProtocol: connections whose header has not arrived yet
+  bool listeners_armed_ = true;  // false while proxy_ is full
+  std::vector<uint32_t> deferred_ms_;  // per listener: its TCP_DEFER_ACCEPT, ms (0: none)
   // watchActivity(cb): cb() once, on the next accepted connection (the supervisor sleeps
   // longer while nothing happens, and wakes at once when load arrives).
   Napi::ThreadSafeFunction on_activity_;

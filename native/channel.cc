@@ -23,13 +23,14 @@ static_assert(sizeof(Payload) == 16, "hand-off payload layout");
 // The buffers for reading one record: its payload, and room for kMaxBatch fds.
 struct Incoming {
   Payload payload{0, 0, 0};
-  iovec iov{&payload, sizeof(payload)};
+  Peer peers[kMaxBatch];
+  iovec iov[2] = {{&payload, sizeof(payload)}, {peers, sizeof(peers)}};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)] = {};
   msghdr msg{};
 
   Incoming() {
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 2;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
   }
@@ -67,14 +68,14 @@ uint64_t MonotonicNanos() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns) {
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns, const Peer* peers) {
   Payload payload{listener, static_cast<uint32_t>(count), accepted_ns};
-  iovec iov{&payload, sizeof(payload)};
+  iovec iov[2] = {{&payload, sizeof(payload)}, {const_cast<Peer*>(peers), sizeof(Peer) * count}};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
   std::memset(control, 0, sizeof(control));
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  msg.msg_iov = iov;
+  msg.msg_iovlen = peers != nullptr ? 2 : 1;
   msg.msg_control = control;
   msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
   cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
@@ -102,7 +103,12 @@ int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t
     size_t first = out->size();
     in.ForEachFd([&](int fd) { out->push_back(Handoff{fd, payload.listener, payload.accepted_ns}); });
     size_t got = out->size() - first;
-    bool well_formed = n == sizeof(payload) && payload.count >= 1 && payload.count <= kMaxBatch;
+    bool counted = payload.count >= 1 && payload.count <= kMaxBatch;
+    bool with_peers = counted && static_cast<size_t>(n) == sizeof(payload) + sizeof(Peer) * payload.count;
+    bool well_formed = counted && (n == sizeof(payload) || with_peers);
+    // Fds arrive in the order they were sent; the kernel drops from the end (MSG_CTRUNC).
+    if (well_formed && with_peers)
+      for (size_t k = first; k < out->size(); k++) (*out)[k].peer = in.peers[k - first];
     if (!well_formed || got > payload.count) {
       // Not from our dispatcher: close whatever came with it.
       for (size_t k = first; k < out->size(); k++) ::close((*out)[k].fd);
@@ -167,6 +173,7 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
 // never read, read back through the primary's own copy of the worker's end. With an array
 // acceptedAt, each connection's accept time (CLOCK_MONOTONIC ns) is appended to it, for
 // dispatch() to keep: a re-dispatched connection has waited since it was first accepted.
+// With .peers: their client addresses, one 20-byte Peer each, when the records carried them.
 Napi::Value DrainChannel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int channel = info[0].As<Napi::Number>().Int32Value();
@@ -188,6 +195,14 @@ Napi::Value DrainChannel(const Napi::CallbackInfo& info) {
     // A double holds ns exactly for 104 days of uptime, to a few ns after that: plenty.
     for (size_t i = 0; i < handoffs.size(); i++)
       times.Set(base + static_cast<uint32_t>(i), static_cast<double>(handoffs[i].accepted_ns));
+  }
+  // Their Peers (client addresses) ride along as out.peers, for dispatch() to put back.
+  bool any = false;
+  for (const Handoff& h : handoffs) any = any || h.peer.family != 0 || h.peer.flags != 0;
+  if (any) {
+    Napi::Buffer<uint8_t> peers = Napi::Buffer<uint8_t>::New(env, handoffs.size() * sizeof(Peer));
+    for (size_t i = 0; i < handoffs.size(); i++) std::memcpy(peers.Data() + i * sizeof(Peer), &handoffs[i].peer, sizeof(Peer));
+    out.Set("peers", peers);
   }
   return out;
 }

@@ -12,6 +12,10 @@
 // several connections per wake-up, and one sendmsg/recvmsg pair then moves them all. The
 // channel's send buffer bounds how many connections can wait for one worker; when it is
 // full, sendmsg says EAGAIN and the dispatcher tries another worker.
+//
+// Peer block (optional, appended after the payload): one Peer per fd, in fd order, sent when
+// the primary routes by client address or reads PROXY headers. A record is either payload
+// alone or payload + count Peers; the reader tells them apart by the record's length.
 #pragma once
 #include <napi.h>
 
@@ -22,19 +26,30 @@ namespace herdless {
 
 constexpr size_t kMaxBatch = 16;  // fds per record; the kernel allows 253 (SCM_MAX_FD)
 
+// A connection's client address, as the primary knows it (accept4, or a PROXY header).
+struct Peer {
+  uint8_t family = 0;  // 0 unknown (unix socket, PROXY UNKNOWN/LOCAL), 4 or 6
+  uint8_t flags = 0;   // kPeerProxied: from a PROXY header; the worker presents it as the remote address
+  uint16_t port = 0;   // host order
+  uint8_t addr[16] = {};
+};
+static_assert(sizeof(Peer) == 20, "Peer is part of the wire format");
+constexpr uint8_t kPeerProxied = 1;
+
 struct Handoff {
   int fd;
   uint32_t listener;
-  uint64_t accepted_ns;  // CLOCK_MONOTONIC: kept through re-dispatch and stealing
+  uint64_t accepted_ns = 0;  // CLOCK_MONOTONIC: kept through re-dispatch and stealing
+  Peer peer{};
 };
 
 // CLOCK_MONOTONIC now, ns (vDSO: no syscall). The clock of every accept time.
 uint64_t MonotonicNanos();
 
 // Sends `count` (1..kMaxBatch) connections accepted on `listener` as one record, dated
-// `accepted_ns` (the oldest one's accept time). Returns 0, or an errno value (EAGAIN when
-// the channel is full).
-int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns);
+// `accepted_ns` (the oldest one's accept time), with their Peers (count of them) when `peers`
+// is not null. Returns 0, or an errno value (EAGAIN when the channel is full).
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns, const Peer* peers = nullptr);
 
 // Reads up to `max` records without blocking, appending each connection to *out and adding
 // the number of connections the records announced to *announced. Returns 0 when the channel

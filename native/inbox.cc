@@ -1,5 +1,6 @@
 #include "inbox.h"
 
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,25 @@ constexpr size_t kReadBatch = 64;         // per wake-up, so a flood cannot star
 constexpr uint64_t kFdExhaustedRetryMs = 100;
 constexpr uint64_t kFdRoomRetryMs = 50;
 constexpr uint32_t kEmptyWakeupsBeforePause = 64;  // near the fd limit: look again once some connections closed
+
+// [i, address, port, family, ...] for the connections that came with a PROXY header's
+// address (proxyProtocol), or undefined when none did: the common case costs nothing.
+Napi::Value ProxiedPeers(Napi::Env env, const std::vector<Handoff>& handoffs) {
+  Napi::Array out;
+  uint32_t k = 0;
+  for (size_t i = 0; i < handoffs.size(); i++) {
+    const Peer& p = handoffs[i].peer;
+    if ((p.flags & kPeerProxied) == 0 || (p.family != 4 && p.family != 6)) continue;
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(p.family == 4 ? AF_INET : AF_INET6, p.addr, text, sizeof(text)) == nullptr) continue;
+    if (k == 0) out = Napi::Array::New(env);
+    out.Set(k++, Napi::Number::New(env, static_cast<double>(i)));
+    out.Set(k++, Napi::String::New(env, text));
+    out.Set(k++, Napi::Number::New(env, p.port));
+    out.Set(k++, Napi::String::New(env, p.family == 4 ? "IPv4" : "IPv6"));
+  }
+  return k == 0 ? env.Undefined() : Napi::Value(out);
+}
 
 template <typename Handle>
 void CloseAndFree(Handle* handle) {
@@ -235,9 +255,11 @@ void Inbox::Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool 
   Napi::Env env = callback_.Env();
   Napi::HandleScope scope(env);
   Napi::Value arg;
+  Napi::Value peers = env.Undefined();
   if (hangup && consumed == 0) {
     arg = env.Null();
   } else {
+    peers = ProxiedPeers(env, handoffs);
     Napi::Array list = Napi::Array::New(env, handoffs.size() * 2);
     for (size_t i = 0; i < handoffs.size(); i++) {
       list.Set(static_cast<uint32_t>(2 * i), handoffs[i].fd);
@@ -250,7 +272,7 @@ void Inbox::Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool 
   }
   try {
     Napi::Value count = Napi::Number::New(env, static_cast<double>(consumed));
-    callback_.MakeCallback(env.Global(), {arg, count}, *context_);
+    callback_.MakeCallback(env.Global(), {arg, count, peers}, *context_);
     if (hangup && consumed > 0) callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, 0)}, *context_);
   } catch (const Napi::Error& e) {
     // No JS frame is below us: surface it as an uncaught exception, like any callback.

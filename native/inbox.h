@@ -3,10 +3,11 @@
 //   new Inbox(fd, 'channel', cb, board)   reads hand-offs from the dispatcher (mode 'dispatch')
 //   new Inbox(fd, 'listener', cb)  accepts on a listening socket itself ('herd', 'reuseport')
 //
-// Either way JS gets cb([fd, listenerIndex, ...], consumed) once per wake-up, with fds already
+// Either way JS gets cb([fd, listenerIndex, ...], consumed, proxied?) once per wake-up, with fds already
 // trusted to be connected stream sockets (consumed also counts records the kernel truncated, so
 // the dispatcher's "sent but not yet received" figure stays exact), or cb(null, 0) once when
-// a channel hangs up (the primary is gone). Keeping both sources behind one interface makes the comparison modes differ only
+// a channel hangs up (the primary is gone). proxied: [i, address, port, family, ...] for the
+// connections whose client a PROXY header named, else undefined. Keeping both sources behind one interface makes the comparison modes differ only
 // in who calls accept(), which is exactly what the benchmarks compare.
 #pragma once
 #include <napi.h>

@@ -210,5 +210,77 @@ inline bool ShouldSteal(const WorkerView& w, Clock now, uint32_t steal_after_us)
   return StealIn(w, now, steal_after_us) == 0;
 }
 
+// Client-ip routing (route: 'client-ip'): every connection from one client address goes to
+// the same worker while that worker is healthy. Rendezvous (highest-random-weight) hashing:
+// each worker's weight for a client is a hash of (client address, the worker's own key: its
+// id, which stays with it for life), and the heaviest healthy worker wins. Adding or removing
+// one worker changes only that worker's weights, so only the clients it wins (or won) move:
+// about 1/(n+1) of them, the least any mapping can move. No table, no state, O(n) per pick.
+
+// splitmix64's finalizer: every input bit moves every output bit.
+inline uint64_t Mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+// The hash of a client address (the address only, never the port). family: 4 or 6; addr: 4
+// or 16 bytes. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack listener
+// reports for an IPv4 client) hashes as the IPv4 address it is. Returns 0 for no address.
+inline uint64_t ClientHash(int family, const uint8_t* addr) {
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  size_t len = family == 4 ? 4 : family == 6 ? 16 : 0;
+  if (len == 0) return 0;
+  if (len == 16) {
+    bool mapped = true;
+    for (size_t i = 0; i < 12 && mapped; i++) mapped = addr[i] == kMapped[i];
+    if (mapped) {
+      addr += 12;
+      len = 4;
+    }
+  }
+  uint64_t h = len == 4 ? 0x4a1b2c3d4e5f6071ull : 0x6a09e667f3bcc908ull;  // the family is part of it
+  for (size_t i = 0; i < len; i += 4) {
+    uint32_t word = uint32_t{addr[i]} << 24 | uint32_t{addr[i + 1]} << 16 | uint32_t{addr[i + 2]} << 8 | addr[i + 3];
+    h = Mix64(h ^ word);
+  }
+  return h | 1;  // never 0: 0 means "no address"
+}
+
+// A worker's weight for a client: depends on the pair only, never on the pool's order or size.
+inline uint64_t Weight(uint64_t client, uint32_t worker_key) {
+  return Mix64(client ^ Mix64(0x9e3779b97f4a7c15ull * (uint64_t{worker_key} + 1)));
+}
+
+// Healthy for sticky routing: usable (not draining, not full, not already tried), under its
+// caps, a sane board, and its loop not held past `stall_us` (stalled: skipped for this
+// connection only; the client comes back once it is healthy again).
+inline bool Healthy(const WorkerView& w, const Options& o, Clock now, uint64_t stall_us) {
+  Assessment a = Assess(w, o, now);
+  if (a.tier == Tier::kFree || a.tier == Tier::kPrompt) return true;
+  return a.tier == Tier::kSlow && a.held_us < stall_us;
+}
+
+// Index of the heaviest healthy worker for `client`, or -1 (none healthy, or no address:
+// the caller falls back to Pick). keys[i]: worker i's stable key.
+inline int PickByClient(const WorkerView* workers, const uint32_t* keys, size_t n, uint64_t client, const Options& o,
+                        Clock now, uint64_t stall_us) {
+  if (client == 0) return -1;
+  int best = -1;
+  uint64_t best_w = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t w = Weight(client, keys[i]);
+    // Weigh first (cheap), judge health only for a worker that would win.
+    if (best >= 0 && (w < best_w || (w == best_w && keys[i] > keys[best]))) continue;
+    if (!Healthy(workers[i], o, now, stall_us)) continue;
+    best = static_cast<int>(i);
+    best_w = w;
+  }
+  return best;
+}
+
 }  // namespace placement
 }  // namespace herdless

@@ -42,6 +42,19 @@ export interface AcceptorStats {
   acceptErrors: Record<string, number>;
   waiting: number;
   pendingByWorker: Record<string, number>;
+  /** proxyProtocol: headers read (`accepted`, of which v2 `local`), connections closed for a
+   *  `malformed` header or none within proxyTimeout (`timedOut`), headers still awaited. */
+  proxy: ProxyStats;
+}
+
+export interface ProxyStats {
+  accepted: number;
+  local: number;
+  malformed: number;
+  timedOut: number;
+  /** Times accepting paused because the most connections allowed were awaiting their header. */
+  fullPauses: number;
+  waiting: number;
 }
 
 export interface NativeAcceptor {
@@ -60,6 +73,10 @@ export interface NativeAcceptor {
   setStealAfter(ms: number): void;
   /** cb() once on the next accepted connection; call again to re-arm; null releases it. */
   watchActivity(cb: (() => void) | null): void;
+  /** Before start(): true routes each client address to its own worker (route: 'client-ip'). */
+  setRoute(clientIp: boolean): void;
+  /** Before start(): read a PROXY header (v1/v2) from every connection before the hand-off. */
+  setProxyProtocol(timeoutMs: number, maxWaiting: number): void;
   stats(): AcceptorStats;
 }
 
@@ -69,7 +86,8 @@ export interface NativeInbox {
   counters(): { wakeups: number; emptyWakeups: number; rejected: number; acceptErrors: number; fdRoomStalls: number };
 }
 
-export type InboxCallback = (handoffs: number[] | null, consumed: number) => void;
+/** proxied: [i, address, port, family, ...] for connections whose client a PROXY header named. */
+export type InboxCallback = (handoffs: number[] | null, consumed: number, proxied?: (number | string)[]) => void;
 
 export interface Addon {
   supported: true;
@@ -100,6 +118,16 @@ export interface Addon {
   ): { pick: number; tiers: string[]; steal: boolean[] };
   /** One sd_notify(3) datagram to `socket` (a path, or "@name" for an abstract one). */
   sdNotify(socket: string, message: string): void;
+  /** Client-ip routing (native/placement.h PickByClient) as a pure function; for tests. */
+  pickByClientForTest(
+    workers: Record<string, number | boolean>[],
+    keys: number[],
+    address: string,
+    now?: { us: number; ms?: number },
+    options?: { maxConnections?: number; avoidUs?: number; stallUs?: number },
+  ): number;
+  /** The hash client-ip routing uses for an address (hex; '0' for no address); for tests. */
+  clientHashForTest(address: string): string;
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
   /** Exit `graceMs` after the parent is gone, even if JS is blocked. */

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { MetricsServer } from './metrics';
-import { loadAddon, type Addon, type NativeAcceptor } from './binding';
+import { loadAddon, type Addon, type NativeAcceptor, type ProxyStats } from './binding';
 import { HerdlessError, invalidOption } from './errors';
 import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
 import { closeListeners, describeListener, openListeners, type Listener } from './listeners';
@@ -19,6 +19,17 @@ import type { WorkerExit } from './worker-handle';
 /** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
 const STALL_MS = 100;
 const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
+
+/**
+ * proxyProtocol: how many connections may wait for their PROXY header at once. The largest
+ * listen backlog (default 511), at least 64: about what the kernel would hold unaccepted
+ * anyway, so a flood of silent peers costs the primary no more fds than its backlogs do.
+ * Past it the accept thread stops accepting until headers come or time out.
+ */
+function proxyWaitingLimit(opts: NormalizedOptions): number {
+  const backlogs = opts.listen.map((l) => (l.kind === 'fd' ? 511 : l.backlog));
+  return Math.max(64, Math.min(65_536, Math.max(...backlogs)));
+}
 
 export interface WorkerStats {
   id: number;
@@ -86,6 +97,8 @@ export interface DispatcherStats {
     /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */
     waiting: number;
   };
+  /** PROXY protocol headers (proxyProtocol): all 0 without it. */
+  proxy: ProxyStats;
   workers: WorkerStats[];
 }
 
@@ -202,6 +215,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           self?.report(acceptError(err as Error & { listener?: number }, listeners));
         });
         acceptor.setStealAfter(opts.stealAfter);
+        acceptor.setRoute(opts.route === 'client-ip');
+        if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts));
         pool = new Pool(addon, opts, listeners, acceptor);
         await pool.start();
         self = new Dispatcher(addon, opts, listeners, acceptor, pool);
@@ -291,9 +306,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       };
     });
     let dispatcher: DispatcherStats['dispatcher'];
+    let proxy: ProxyStats = { accepted: 0, local: 0, malformed: 0, timedOut: 0, fullPauses: 0, waiting: 0 };
     if (acceptorStats) {
-      const { pendingByWorker: _unused, ...rest } = acceptorStats;
+      const { pendingByWorker: _unused, proxy: proxyStats, ...rest } = acceptorStats;
       dispatcher = rest;
+      proxy = proxyStats;
     } else {
       // Herd modes: the workers accept; their counts are the only ones there are.
       const accepted = workers.reduce((sum, w) => sum + w.connectionsReceived, 0);
@@ -313,7 +330,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         waiting: 0,
       };
     }
-    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait()), dispatcher, workers };
+    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait()), dispatcher, proxy, workers };
   }
 
   /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */

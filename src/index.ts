@@ -13,7 +13,8 @@ export type {
   DispatcherEvents,
   UpgradeOptions,
 } from './dispatcher';
-export type { DispatcherOptions, ListenOption, TcpListen, UnixListen, FdListen, Mode } from './options';
+export type { DispatcherOptions, ListenOption, TcpListen, UnixListen, FdListen, Mode, Route } from './options';
+export type { ProxyStats } from './binding';
 export type { WorkerExit, ExitReason } from './worker-handle';
 export type { ScaleEvent } from './supervisor';
 export type { ScaleConfig } from './scaling';

@@ -130,6 +130,18 @@ export function createRegistry(d: Dispatcher): Registry {
     this.reset();
     for (const [errno, n] of Object.entries(stats().dispatcher.acceptErrors)) this.inc({ errno }, n);
   } });
+  new Counter({ name: 'herdless_proxy_headers_total', help: 'PROXY protocol headers read (proxyProtocol), by kind: proxy (a client address) or local (v2 LOCAL, health checks).', labelNames: ['kind'], registers: [registry], collect() {
+    this.reset();
+    const p = stats().proxy;
+    this.inc({ kind: 'proxy' }, p.accepted - p.local);
+    this.inc({ kind: 'local' }, p.local);
+  } });
+  new Counter({ name: 'herdless_proxy_header_errors_total', help: 'Connections closed for a malformed PROXY header, or none within proxyTimeout.', labelNames: ['reason'], registers: [registry], collect() {
+    this.reset();
+    const p = stats().proxy;
+    this.inc({ reason: 'malformed' }, p.malformed);
+    this.inc({ reason: 'timeout' }, p.timedOut);
+  } });
   new Gauge({ name: 'herdless_connections_waiting', help: 'Accepted connections not yet handed off.', registers: [registry], collect() {
     this.set(stats().dispatcher.waiting);
   } });

@@ -10,6 +10,7 @@ import { DEFAULT_SCALE, type ScaleConfig } from './scaling';
 import { closest } from './suggest';
 
 export type Mode = 'dispatch' | 'herd' | 'reuseport';
+export type Route = 'least-loaded' | 'client-ip';
 
 export interface TcpListen {
   port: number;
@@ -61,6 +62,16 @@ export interface DispatcherOptions {
    * picked them up) for this long, ms, and hand them to a free worker (default 5; 0 = never).
    */
   stealAfter?: number;
+  /**
+   * Which worker gets a connection: 'least-loaded' (default), or 'client-ip': every
+   * connection from one client address goes to the same worker while it is healthy
+   * (sticky sessions: socket.io polling, in-memory sessions). Dispatch mode only.
+   */
+  route?: Route;
+  /** Every connection starts with a PROXY protocol header (v1 or v2) from HAProxy/nginx; the app sees the client it names. */
+  proxyProtocol?: boolean;
+  /** proxyProtocol: close a connection whose header has not come whole within this many ms (default 3000). */
+  proxyTimeout?: number;
   /** Serve Prometheus metrics and a /healthz readiness endpoint from the primary. */
   metrics?: { port: number; host?: string };
   /** How long upgrade() waits for the new primary to be ready, ms (default 60000), then kills it. */
@@ -103,6 +114,9 @@ export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
   user: true,
   group: true,
   upgradeTimeout: true,
+  route: true,
+  proxyProtocol: true,
+  proxyTimeout: true,
 };
 
 /** The names a `listen` entry may hold (TCP, Unix socket or inherited fd); same rule. */
@@ -155,6 +169,9 @@ export interface NormalizedOptions {
   stallTimeout: number;
   stealAfter: number;
   upgradeTimeout: number;
+  route: Route;
+  proxyProtocol: boolean;
+  proxyTimeout: number;
   /** Only what the user set: an app's own server settings win otherwise. */
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
   /** Who workers run as (`user`/`group`), or undefined to run them as the primary. */
@@ -173,6 +190,8 @@ export const DEFAULT_STEAL_AFTER_MS = 5;
 export const DEFAULT_UPGRADE_TIMEOUT_MS = 60_000;
 
 const MODES: readonly Mode[] = ['dispatch', 'herd', 'reuseport'];
+const ROUTES: readonly Route[] = ['least-loaded', 'client-ip'];
+export const DEFAULT_PROXY_TIMEOUT_MS = 3000;
 
 function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v);
@@ -288,6 +307,15 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
   if (o.maxConnectionsPerWorker !== undefined && o.maxConnectionsPerWorker !== Infinity) {
     maxConnectionsPerWorker = intOption('maxConnectionsPerWorker', o.maxConnectionsPerWorker, 0, 1, 2 ** 31 - 1);
   }
+  const route = (o.route ?? 'least-loaded') as Route;
+  if (!ROUTES.includes(route)) throw invalidOption('route', `expected one of ${ROUTES.join(', ')}, got ${String(o.route)}`);
+  if (o.proxyProtocol !== undefined && typeof o.proxyProtocol !== 'boolean') {
+    throw invalidOption('proxyProtocol', `expected true or false, got ${String(o.proxyProtocol)}`);
+  }
+  const proxyProtocol = o.proxyProtocol === true;
+  // Both work in the primary's accept thread: the herd modes have none.
+  if (mode !== 'dispatch' && route !== 'least-loaded') throw invalidOption('route', `needs mode "dispatch" (got mode "${mode}")`);
+  if (mode !== 'dispatch' && proxyProtocol) throw invalidOption('proxyProtocol', `needs mode "dispatch" (got mode "${mode}")`);
   if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) throw invalidOption('env', 'expected an object');
   if (o.execArgv !== undefined && !(Array.isArray(o.execArgv) && o.execArgv.every((a) => typeof a === 'string'))) {
     throw invalidOption('execArgv', 'expected an array of strings');
@@ -301,6 +329,9 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     stallTimeout: intOption('stallTimeout', o.stallTimeout, 0, 1),
     stealAfter: intOption('stealAfter', o.stealAfter, DEFAULT_STEAL_AFTER_MS, 0, 60_000),
     upgradeTimeout: intOption('upgradeTimeout', o.upgradeTimeout, DEFAULT_UPGRADE_TIMEOUT_MS, 1),
+    route,
+    proxyProtocol,
+    proxyTimeout: intOption('proxyTimeout', o.proxyTimeout, DEFAULT_PROXY_TIMEOUT_MS, 1, 3_600_000),
     app,
     listen,
     min,

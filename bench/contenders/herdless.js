@@ -1,6 +1,7 @@
 'use strict';
 // Server script for the herdless contenders (modes dispatch, herd, reuseport).
-//   node herdless.js --mode dispatch --min 2 --max 2 --app <file>
+//   node herdless.js --mode dispatch --min 2 --max 2 --app <file> [--route client-ip] [--proxy-protocol]
+// Commands: stats, grow and shrink (resize by one worker; the reply is the new size).
 // Workers inherit BENCH_STATS_DIR from this process's environment.
 const { parseArgs } = require('node:util');
 const path = require('node:path');
@@ -12,6 +13,8 @@ const { values: opt } = parseArgs({
     min: { type: 'string', default: '2' },
     max: { type: 'string' },
     app: { type: 'string', default: path.join(__dirname, '../apps/hello.js') },
+    route: { type: 'string' },
+    'proxy-protocol': { type: 'boolean' },
   },
 });
 
@@ -25,11 +28,17 @@ async function main() {
     max: Number(opt.max || opt.min),
     app: path.resolve(opt.app),
     listen: { port: 0, host: '127.0.0.1' },
+    ...(opt.route ? { route: opt.route } : {}),
+    ...(opt['proxy-protocol'] ? { proxyProtocol: true } : {}),
   });
   const { port } = d.address();
   control.ready({ port, workers: d.workers().map((w) => w.pid) });
   control.serve(
-    { stats: () => ({ size: d.size, stats: d.stats() }) },
+    {
+      stats: () => ({ size: d.size, stats: d.stats() }),
+      grow: async () => ({ size: await d.resize(d.size + 1), workers: d.workers().map((w) => w.pid) }),
+      shrink: async () => ({ size: await d.resize(d.size - 1), workers: d.workers().map((w) => w.pid) }),
+    },
     () => d.close({ timeout: 3000 }),
   );
 }

@@ -10,7 +10,11 @@ const counters = require('../lib/counters');
 const proc = require('../lib/proc');
 const nginx = require('./nginx');
 
-const APPS = { hello: path.join(__dirname, '../apps/hello.js'), close: path.join(__dirname, '../apps/close.js') };
+const APPS = {
+  hello: path.join(__dirname, '../apps/hello.js'),
+  close: path.join(__dirname, '../apps/close.js'),
+  pid: path.join(__dirname, '../apps/pid.js'),
+};
 
 /** Run a Node server script with its own stats directory for apps/counters.js. */
 async function nodeServer(script, args) {
@@ -31,8 +35,12 @@ async function nodeServer(script, args) {
   };
 }
 
-const herdless = (mode) => ({ workers, min, max, app = 'hello' }) =>
-  nodeServer('herdless.js', ['--mode', mode, '--min', String(min ?? workers), '--max', String(max ?? workers), '--app', APPS[app]]);
+const herdless = (mode) => ({ workers, min, max, app = 'hello', route, proxyProtocol }) =>
+  nodeServer('herdless.js', [
+    '--mode', mode, '--min', String(min ?? workers), '--max', String(max ?? workers), '--app', APPS[app],
+    ...(route ? ['--route', route] : []),
+    ...(proxyProtocol ? ['--proxy-protocol'] : []),
+  ]);
 
 const cluster = (policy) => ({ workers, app = 'hello' }) =>
   nodeServer('cluster.js', ['--policy', policy, '--workers', String(workers), '--app', APPS[app]]);

@@ -82,6 +82,27 @@ function threadSwitches(pid, name) {
   return { voluntary, involuntary };
 }
 
+/**
+ * CPU seconds of the threads of `pid` named `name`, from /proc/<pid>/task/<tid>/schedstat (time
+ * on CPU in ns: the clock-tick counts of stat are 10 ms coarse, too coarse for µs per
+ * connection); falls back to stat's utime+stime.
+ */
+function threadCpu(pid, name) {
+  let seconds = 0;
+  for (const tid of tids(pid)) {
+    if ((read(`/proc/${pid}/task/${tid}/comm`) || '').trim() !== name) continue;
+    const sched = read(`/proc/${pid}/task/${tid}/schedstat`);
+    if (sched) {
+      seconds += Number(sched.split(' ')[0]) / 1e9;
+      continue;
+    }
+    const stat = read(`/proc/${pid}/task/${tid}/stat`) || '';
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    seconds += (Number(f[11]) + Number(f[12])) / CLK_TCK || 0;
+  }
+  return seconds;
+}
+
 /** Counters for the root (the primary) and each descendant (the workers). */
 function snapshot(root) {
   const [primary, ...rest] = tree(root).map(sample).filter(Boolean);
@@ -110,4 +131,4 @@ function treeRss(root) {
   return tree(root).reduce((t, pid) => t + (sample(pid)?.rss || 0), 0);
 }
 
-module.exports = { tree, children, sample, snapshot, delta, treeRss, threadSwitches, CLK_TCK };
+module.exports = { tree, children, sample, snapshot, delta, treeRss, threadSwitches, threadCpu, CLK_TCK };

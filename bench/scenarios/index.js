@@ -12,4 +12,6 @@ module.exports = [
   require('./storm'),
   require('./hop-cost'),
   require('./stalled').spin, // S5b, listed last so that the numbers of S1..S7 stay put
+  require('./routing'), // S11
+  require('./proxy-protocol'), // S12
 ];

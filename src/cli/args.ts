@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { invalidOption } from '../errors';
-import type { DispatcherOptions, Mode } from '../options';
+import type { DispatcherOptions, Mode, Route } from '../options';
 
 export const USAGE = `Usage: herdless [options] <app>
 
@@ -26,6 +26,9 @@ Pool:
       --max-connections <n> per worker, then connections wait in the backlog
       --stall-timeout <ms> replace a worker whose event loop is blocked this long
       --steal-after <ms>   take back connections a busy worker has not read (default 5, 0 = never)
+      --route <r>          least-loaded (default) | client-ip (one client address, one worker)
+      --proxy-protocol     every connection starts with a PROXY v1/v2 header (HAProxy, nginx)
+      --proxy-timeout <ms> close a connection without a whole header by then (default 3000)
       --start-timeout <ms> --backlog <n>
       --idle-timeout <ms>  retire a surplus worker idle this long (scale.idleTimeout)
       --scale-interval <ms>
@@ -60,6 +63,9 @@ const FLAGS = {
   'max-connections': { type: 'string' },
   'stall-timeout': { type: 'string' },
   'steal-after': { type: 'string' },
+  route: { type: 'string' },
+  'proxy-protocol': { type: 'boolean' },
+  'proxy-timeout': { type: 'string' },
   'start-timeout': { type: 'string' },
   backlog: { type: 'string' },
   'idle-timeout': { type: 'string' },
@@ -120,6 +126,9 @@ export function parseCli(argv: string[]): CliArgs {
   if (positionals.length > 1) throw invalidOption('<app>', `expected one app module, got ${positionals.join(' ')}`);
   if (v.log !== undefined && v.log !== 'text' && v.log !== 'json') throw invalidOption('--log', `expected text or json, got "${v.log}"`);
 
+  if (v.route !== undefined && v.route !== 'least-loaded' && v.route !== 'client-ip') {
+    throw invalidOption('--route', `expected least-loaded or client-ip, got "${v.route}"`);
+  }
   const workers = int('workers', v.workers);
   if (workers !== undefined && (v.min !== undefined || v.max !== undefined)) {
     throw invalidOption('--workers', 'give either --workers or --min/--max');
@@ -134,6 +143,9 @@ export function parseCli(argv: string[]): CliArgs {
     maxConnectionsPerWorker: int('max-connections', v['max-connections']),
     stallTimeout: int('stall-timeout', v['stall-timeout']),
     stealAfter: int('steal-after', v['steal-after']),
+    route: v.route as Route | undefined,
+    proxyProtocol: v['proxy-protocol'],
+    proxyTimeout: int('proxy-timeout', v['proxy-timeout']),
     startTimeout: int('start-timeout', v['start-timeout']),
     backlog: int('backlog', v.backlog),
     headersTimeout: int('headers-timeout', v['headers-timeout']),

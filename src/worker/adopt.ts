@@ -40,6 +40,13 @@ interface ServerState extends net.Server {
 
 export type AdoptPath = 'handle' | 'public';
 
+/** The client a PROXY header named (proxyProtocol), presented as the socket's remote end. */
+export interface Peer {
+  address: string;
+  port: number;
+  family: string;
+}
+
 const serverSocketChannel = dc.channel('net.server.socket');
 
 interface Handles {
@@ -85,12 +92,12 @@ export class Adopter {
   }
 
   /** Turns fd into a connection of the server; returns the socket, or null if dropped. */
-  adopt(fd: number, listener: number): net.Socket | null {
+  adopt(fd: number, listener: number, peer?: Peer): net.Socket | null {
     const s = this.server as ServerState;
     const handle = this.open(fd, listener);
     if (handle === null) return null;
     if (s.maxConnections && s._connections >= s.maxConnections) {
-      this.drop(s, handle);
+      this.drop(s, handle, peer);
       return null;
     }
     const options = {
@@ -102,6 +109,7 @@ export class Adopter {
       writableHighWaterMark: s.highWaterMark,
     };
     const socket = typeof handle === 'number' ? new net.Socket({ fd: handle, ...options }) : new net.Socket({ handle, ...options } as net.SocketConstructorOpts);
+    if (peer) presentPeer(socket, peer);
     if (s.noDelay) socket.setNoDelay(true);
     if (s.keepAlive) socket.setKeepAlive(true, s.keepAliveInitialDelay * 1000);
     s._connections++;
@@ -127,7 +135,7 @@ export class Adopter {
   }
 
   /** maxConnections reached: as Node, tell 'drop' listeners who it was, then close. */
-  private drop(s: ServerState, handle: UvHandle | number): void {
+  private drop(s: ServerState, handle: UvHandle | number, peer?: Peer): void {
     if (s.listenerCount('drop') > 0) {
       const data: Record<string, unknown> = { __proto__: null };
       if (typeof handle === 'number') {
@@ -141,6 +149,7 @@ export class Adopter {
           remoteFamily: probe.remoteFamily,
         });
         probe.destroy();
+        if (peer) Object.assign(data, { remoteAddress: peer.address, remotePort: peer.port, remoteFamily: peer.family });
         s.emit('drop', data);
         return;
       }
@@ -156,11 +165,39 @@ export class Adopter {
         remotePort: remote.port,
         remoteFamily: remote.family,
       });
+      if (peer) Object.assign(data, { remoteAddress: peer.address, remotePort: peer.port, remoteFamily: peer.family });
       s.emit('drop', data);
     }
     if (typeof handle === 'number') closeFd(handle);
     else handle.close();
   }
+}
+
+/**
+ * Behind a proxy the socket's peer is the proxy; the client is who the PROXY header named.
+ * Own-property getters shadow net.Socket's prototype ones (remoteAddress, remotePort,
+ * remoteFamily), net's own cache of getpeername() and the handle's getpeername() hold the
+ * same, so everything that asks (req.socket, req.connection, _getpeername(), a TLS socket
+ * layered on top, the 'drop' path) sees one answer.
+ * socket.address() stays the local end, as it is.
+ */
+function presentPeer(socket: net.Socket, peer: Peer): void {
+  const name = { address: peer.address, port: peer.port, family: peer.family };
+  (socket as net.Socket & { _peername?: unknown })._peername = name;
+  // A TLS socket (https, http2 secure) over this one asks its handle: Node's TLSWrap forwards
+  // getpeername() to the handle below it, this socket's own.
+  const handle = (socket as net.Socket & { _handle?: { getpeername?: (out: Record<string, unknown>) => number } })._handle;
+  if (handle) {
+    handle.getpeername = (out) => {
+      Object.assign(out, name);
+      return 0;
+    };
+  }
+  Object.defineProperties(socket, {
+    remoteAddress: { get: () => name.address, configurable: true, enumerable: false },
+    remotePort: { get: () => name.port, configurable: true, enumerable: false },
+    remoteFamily: { get: () => name.family, configurable: true, enumerable: false },
+  });
 }
 
 function closeFd(fd: number): void {

@@ -15,7 +15,7 @@ import * as https from 'node:https';
 import type * as net from 'node:net';
 import { Score } from '../scoreboard';
 import type { ListenerInfo } from '../protocol';
-import { Adopter } from './adopt';
+import { Adopter, type Peer } from './adopt';
 
 const kInFlight = Symbol('herdless.inFlight');
 type Counted = net.Socket & { [kInFlight]?: number };
@@ -85,14 +85,24 @@ export class Intake {
     });
   }
 
-  /** Inbox callback: [fd, listenerIndex, ...] plus how many records that consumed. */
-  take(handoffs: number[], consumed: number): void {
+  /**
+   * Inbox callback: [fd, listenerIndex, ...] plus how many records that consumed, and for
+   * connections behind a PROXY header [i, address, port, family, ...] (i: the connection's
+   * position in handoffs, counting pairs).
+   */
+  take(handoffs: number[], consumed: number, proxied?: (number | string)[]): void {
     const { board, server } = this;
     Atomics.add(board, Score.open, handoffs.length >> 1);
     // After `open`: the dispatcher's load figure never dips while a connection moves in.
     Atomics.add(board, Score.received, consumed);
+    let next = 0; // the next entry of proxied
     for (let i = 0; i < handoffs.length; i += 2) {
-      const socket = this.adopter.adopt(handoffs[i], handoffs[i + 1]);
+      let peer: Peer | undefined;
+      if (proxied !== undefined && proxied[next] === i >> 1) {
+        peer = { address: proxied[next + 1] as string, port: proxied[next + 2] as number, family: proxied[next + 3] as string };
+        next += 4;
+      }
+      const socket = this.adopter.adopt(handoffs[i], handoffs[i + 1], peer);
       if (socket === null) {
         Atomics.sub(board, Score.open, 1);
         continue;

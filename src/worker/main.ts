@@ -77,9 +77,9 @@ let intake: Intake | undefined;
 
 function openInboxes(server: net.Server): void {
   intake = new Intake(server, board, config!.listeners);
-  const take = (list: number[] | null, consumed: number) => {
+  const take = (list: number[] | null, consumed: number, proxied?: (number | string)[]) => {
     if (list === null) drain('primary-gone', ORPHAN_DEADLINE_MS); // the channel hung up: the primary is gone
-    else intake!.take(list, consumed);
+    else intake!.take(list, consumed, proxied);
   };
   for (const source of config!.sources) {
     if (source.kind === 'channel') inboxes.push(new addon.Inbox(source.fd, 'channel', take, boardBuffer));

@@ -109,14 +109,14 @@ async function main(argv: string[]): Promise<void> {
       app,
       listen: sealInherited(listenOptions(args, config, upgradeFds)),
     };
-    const { min, max } = normalizeOptions(opts);
+    const { min, max, mode } = normalizeOptions(opts);
     const metricsAt = metricsAddress(args.metrics ?? metricsConfig);
     d = await Dispatcher.start(opts);
     for (const s of EARLY_SIGNALS) process.off(s, early);
     logPoolEvents(d, log);
     const running = d;
     const notifier = notify;
-    const status = () => `serving, ${running.size} worker${running.size === 1 ? '' : 's'} (min ${min}, max ${max})`;
+    const status = () => `serving, ${running.size} worker${running.size === 1 ? '' : 's'} (min ${min}, max ${max}), mode ${mode}`;
     let metrics: MetricsServer | undefined;
     const controls = handleSignals(d, log, {
       shutdownTimeout: args.shutdownTimeout ?? shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,

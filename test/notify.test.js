@@ -42,7 +42,7 @@ describe('systemd notify (NOTIFY_SOCKET)', function () {
     // Counted the moment READY=1 arrived: both workers had finished loading the app.
     assert.equal(loaded(), 2, 'READY=1 before the workers were ready');
     assert.equal(ready.pid, cli.pid);
-    assert.equal(ready.fields.STATUS, 'serving, 2 workers (min 2, max 3)');
+    assert.equal(ready.fields.STATUS, 'serving, 2 workers (min 2, max 3), mode dispatch');
     assert.equal(receiver.messages.indexOf(ready), 0, 'nothing is sent before READY=1');
     const b = await started(cli);
     const env = JSON.parse((await get(b.port, '/env')).body);
@@ -91,11 +91,11 @@ describe('systemd notify (NOTIFY_SOCKET)', function () {
     await cli.waitLog(/reload done/);
     const readyAgain = await receiver.waitFor((m) => m.fields.READY === '1', 10000, from);
     assert.ok(receiver.messages.indexOf(readyAgain) > receiver.messages.indexOf(reloading));
-    assert.equal(readyAgain.fields.STATUS, 'serving, 1 worker (min 1, max 2)');
+    assert.equal(readyAgain.fields.STATUS, 'serving, 1 worker (min 1, max 2), mode dispatch');
 
     from = receiver.messages.length;
     cli.child.kill('SIGTTIN');
-    await receiver.waitFor((m) => m.fields.STATUS === 'serving, 2 workers (min 1, max 2)', 10000, from);
+    await receiver.waitFor((m) => m.fields.STATUS === 'serving, 2 workers (min 1, max 2), mode dispatch', 10000, from);
 
     from = receiver.messages.length;
     cli.child.kill('SIGTERM');
@@ -189,7 +189,7 @@ describe('systemd notify (NOTIFY_SOCKET)', function () {
     assert.equal(takeover.pid, newPid, 'sent by the new primary itself');
     assert.notEqual(newPid, cli.pid);
     assert.equal(takeover.fields.READY, '1');
-    assert.equal(takeover.fields.STATUS, 'serving, 1 worker (min 1, max 1)');
+    assert.equal(takeover.fields.STATUS, 'serving, 1 worker (min 1, max 1), mode dispatch');
     await cli.waitLog(/stopped; pid \d+ serves now/, 15000);
     assert.equal((await cli.exited).code, 0);
     // WATCHDOG_PID named the old primary: the new one took the watchdog over with the service.

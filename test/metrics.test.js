@@ -10,15 +10,7 @@ const { get } = require('./ship/http');
 
 const APP = path.join(__dirname, 'fixtures', 'cli', 'app.js');
 
-/** { 'name{labels}': value } from the Prometheus text format. */
-function parse(text) {
-  const out = {};
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
+const { parsePrometheus: parse } = require('./helpers/prom');
 
 function vmRssBytes(pid) {
   return Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;

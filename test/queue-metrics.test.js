@@ -17,15 +17,7 @@ const SOMAXCONN = Number(fs.readFileSync('/proc/sys/net/core/somaxconn', 'utf8')
 /** What Linux reports as an accept queue's limit for listen(fd, n). */
 const limitFor = (n) => Math.min(n, SOMAXCONN);
 
-/** { 'name{labels}': value } from the Prometheus text format. */
-function parse(text) {
-  const out = {};
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
+const { parsePrometheus: parse } = require('./helpers/prom');
 
 function ipv6Loopback() {
   return new Promise((resolve) => {

@@ -690,6 +690,26 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
   return result;
 }
 
+// Paused, the listeners' events wait (level-triggered: reported again), but PROXY headers
+// keep arriving and their deadlines keep running: read what came, close whoever is late, so
+// that a silent peer never holds its fd for as long as the pool stays full. Completed ones
+// queue in waiting_ for the next worker with room. Returns the next deadline, as Expire.
+int Acceptor::ReadHeadersWhilePaused(std::vector<Handoff>* ready) {
+  epoll_event events[kMaxEvents];
+  int n;
+  do {
+    n = epoll_wait(epoll_fd_, events, kMaxEvents, 0);
+  } while (n < 0 && errno == EINTR);
+  for (int i = 0; i < n; i++) {
+    uint64_t tag = events[i].data.u64;
+    if (tag == kWakeTag) DrainWake();
+    else if ((tag & ProxyReader::kTagBit) != 0) proxy_.OnEvent(tag, events[i].events, ready);
+  }
+  for (const Handoff& h : *ready) waiting_.push_back(h);
+  ready->clear();
+  return proxy_.Expire(MonotonicMillis());
+}
+
 void Acceptor::DrainWake() {
   uint64_t count;
   while (read(wake_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
@@ -767,6 +787,7 @@ void Acceptor::RunLoop() {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) return;
       if (rc > 0) DrainWake();
+      if (proxy_.Enabled() && proxy_.Waiting() > 0) proxy_ms = ReadHeadersWhilePaused(&ready);
       for (Worker& w : workers_) w.full = false;
       // Not while fds run out: a record read back then could lose its fds (MSG_CTRUNC).
       steal_ms = pause == Pause::kFds ? 0 : StealStep();  // 0: look again once resumed

@@ -71,6 +71,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   void ListenerFailed(size_t listener, int err, const char* syscall);
   Pause AcceptFrom(size_t listener);
   void DrainWake();
+  int ReadHeadersWhilePaused(std::vector<Handoff>* ready);
   // false: every worker is full, caller keeps it. `exclude`: a worker not to send it to.
   bool Deliver(const Handoff& handoff, int exclude = -1);
   int RouteByClient(const Peer& peer);   // client-ip: the worker for this client, or -1

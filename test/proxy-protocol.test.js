@@ -176,6 +176,39 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
     assertBalance(d.stats());
   });
 
+  it('while no worker has room (the accept thread paused), silent peers still go at proxyTimeout and headers that came in time are kept', async () => {
+    await start({ proxyTimeout: 400, min: 1, max: 1, maxConnectionsPerWorker: 1 });
+    const t0 = Date.now();
+    const silent = exchange(port, []);
+    // Its header comes 200 ms in, while the pool is full; its answer must come once there is room.
+    const late = exchange(port, [Buffer.alloc(0), `PROXY TCP4 203.0.113.62 198.51.100.1 40062 80\r\n${REQUEST}`], { gapMs: 200 });
+    await waitFor(() => d.stats().proxy.waiting === 2, 3000);
+    // A proxied connection that stays open fills the only worker; one more waits in the backlog,
+    // so the accept thread has something it cannot place and pauses.
+    const holder = net.connect({ port, host: '127.0.0.1' });
+    holder.on('error', () => {});
+    holder.write('PROXY TCP4 203.0.113.60 198.51.100.1 40060 80\r\n');
+    await waitFor(() => d.stats().workers[0].connectionsOpen === 1, 3000);
+    const queued = exchange(port, [`PROXY TCP4 203.0.113.61 198.51.100.1 40061 80\r\n${REQUEST}`]);
+    try {
+      const r = await Promise.race([silent, sleep(2500).then(() => null)]);
+      assert.ok(r, 'the silent peer outlived proxyTimeout while the accept thread was paused');
+      assert.equal(r.data, '');
+      assert.ok(r.closedMs >= 350 && r.closedMs < 1500, `closed after ${r.closedMs} ms (proxyTimeout 400)`);
+      assert.ok(d.stats().dispatcher.backpressurePauses >= 1, 'the accept thread never paused: the test proves nothing');
+      // Hold the pool full past the late peer's own deadline: its header came in time.
+      await sleep(Math.max(0, 900 - (Date.now() - t0)));
+    } finally {
+      holder.destroy();
+    }
+    for (const [name, pending] of [['late header', late], ['queued', queued]]) {
+      const a = answer((await pending).data);
+      assert.ok(a, `${name}: no answer once the pool had room`);
+    }
+    assert.equal(d.stats().proxy.timedOut, 1);
+    assertBalance(d.stats());
+  });
+
   // From 2 s up, TCP listeners defer accepting until data comes (TCP_DEFER_ACCEPT, 1 s): a
   // silent peer waits that second in the kernel, then the rest of proxyTimeout here.
   it('with a deferring TCP listener (proxyTimeout >= 2 s), a silent peer still goes after about proxyTimeout', async () => {

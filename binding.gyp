@@ -3,6 +3,7 @@
     {
       "target_name": "herdless",
       "sources": ["native/addon.cc"],
+      "include_dirs": ["native"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8"],
       "cflags_cc": ["-std=c++17", "-fstack-protector-strong", "-Wall", "-Wextra", "-Wno-unused-parameter"],
@@ -11,9 +12,11 @@
       "libraries": ["-ldl"],
       "conditions": [
         ["OS=='linux'", { "sources": [
-          "native/errors.cc", "native/listener.cc", "native/channel.cc", "native/scoreboard.cc",
-          "native/acceptor.cc", "native/inbox.cc", "native/process.cc",
-          "native/loop-state.cc", "native/placement.cc", "native/listen-queue.cc", "native/notify.cc", "native/proxy-reader.cc"
+          "native/shared/errors.cc", "native/shared/channel.cc", "native/shared/scoreboard.cc", "native/shared/process.cc",
+          "native/primary/acceptor.cc", "native/primary/accept-thread.cc", "native/primary/hand-off.cc", "native/primary/listener.cc",
+          "native/primary/placement.cc", "native/primary/listen-queue.cc", "native/primary/notify.cc",
+          "native/primary/proxy-reader.cc",
+          "native/worker/inbox.cc", "native/worker/loop-state.cc"
         ], "defines": ["HERDLESS_LINUX=1"] }]
       ]
     }

@@ -2,11 +2,11 @@
 #include <napi.h>
 
 #ifdef HERDLESS_LINUX
-#include "acceptor.h"
-#include "channel.h"
-#include "inbox.h"
-#include "listener.h"
-#include "scoreboard.h"
+#include "primary/acceptor.h"
+#include "shared/channel.h"
+#include "worker/inbox.h"
+#include "primary/listener.h"
+#include "shared/scoreboard.h"
 
 namespace herdless {
 void InitProcess(Napi::Env env, Napi::Object exports);

@@ -8,7 +8,7 @@ const lib = path.join(__dirname, '..', 'lib');
 const entries = {
   'index.mjs': ['./index.js', ['Dispatcher', 'HerdlessError', 'ErrorCodes']],
   'worker/index.mjs': ['./index.js', ['serve', 'ready', 'workerId', 'isWorker', 'onShutdown']],
-  'metrics.mjs': ['./metrics.js', ['startMetricsServer', 'createRegistry']],
+  'primary/metrics.mjs': ['./metrics.js', ['startMetricsServer', 'createRegistry']],
 };
 for (const [file, [target, names]] of Object.entries(entries)) {
   const body = `import cjs from '${target}';\nexport const { ${names.join(', ')} } = cjs;\nexport default cjs;\n`;

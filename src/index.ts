@@ -4,7 +4,7 @@
  *   const { Dispatcher } = require('herdless');
  *   const d = await Dispatcher.start({ min: 2, max: 8, app: require.resolve('./app'), listen: { port: 8080 } });
  */
-export { Dispatcher } from './dispatcher';
+export { Dispatcher } from './primary/dispatcher';
 export type {
   DispatcherStats,
   WorkerStats,
@@ -12,11 +12,11 @@ export type {
   DispatchWaitStats,
   DispatcherEvents,
   UpgradeOptions,
-} from './dispatcher';
-export type { DispatcherOptions, ListenOption, TcpListen, UnixListen, FdListen, Mode, Route } from './options';
-export type { ProxyStats } from './binding';
-export type { WorkerExit, ExitReason } from './worker-handle';
-export type { ScaleEvent } from './supervisor';
-export type { ScaleConfig } from './scaling';
-export { HerdlessError, ErrorCodes } from './errors';
-export type { HerdlessErrorCode } from './errors';
+} from './primary/dispatcher';
+export type { DispatcherOptions, ListenOption, TcpListen, UnixListen, FdListen, Mode, Route } from './primary/options';
+export type { ProxyStats } from './shared/binding';
+export type { WorkerExit, ExitReason } from './primary/worker-handle';
+export type { ScaleEvent } from './primary/supervisor';
+export type { ScaleConfig } from './primary/scaling';
+export { HerdlessError, ErrorCodes } from './shared/errors';
+export type { HerdlessErrorCode } from './shared/errors';

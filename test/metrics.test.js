@@ -5,7 +5,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { Dispatcher } = require('..');
-const { startMetricsServer } = require('../lib/metrics');
+const { startMetricsServer } = require('../lib/primary/metrics');
 const { get } = require('./ship/http');
 
 const APP = path.join(__dirname, 'fixtures', 'cli', 'app.js');

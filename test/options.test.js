@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Dispatcher } = require('..');
-const { OPTION_NAMES, LISTEN_OPTION_NAMES } = require('../lib/options');
+const { OPTION_NAMES, LISTEN_OPTION_NAMES } = require('../lib/primary/options');
 const { runCli, started, killAll } = require('./ship/cli-proc');
 const { get } = require('./helpers');
 

@@ -70,7 +70,7 @@ describe('npm pack with prebuilds, installed without a compiler', function () {
   it('the tarball holds lib/, bin/, prebuilds/, native/, binding.gyp and README, nothing from test/ or bench/', () => {
     const files = packed.files.map((f) => f.path);
     for (const f of ['package.json', 'README.md', 'binding.gyp', 'bin/herdless', 'lib/index.js', 'lib/index.d.ts', 'lib/index.mjs',
-      'lib/worker/index.js', 'lib/worker/index.d.ts', 'lib/cli.js', 'lib/metrics.js', 'lib/metrics.d.ts', 'prebuilds/linux-x64/herdless.node']) {
+      'lib/worker/index.js', 'lib/worker/index.d.ts', 'lib/cli/main.js', 'lib/primary/metrics.js', 'lib/primary/metrics.d.ts', 'prebuilds/linux-x64/herdless.node']) {
       assert.ok(files.includes(f), `${f} missing from the tarball`);
     }
     assert.ok(files.some((f) => /^native\/.+\.cc$/.test(f)), 'native sources, for platforms without a prebuild');

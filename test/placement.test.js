@@ -1,9 +1,9 @@
 'use strict';
-// The placement policy as a pure function (native/placement.h through addon.pickForTest):
+// The placement policy as a pure function (native/primary/placement.h through addon.pickForTest):
 // which worker the accept thread hands the next connection to, given each worker's loop
 // state and counts, and whether it takes back what a stalled worker has not read.
 const assert = require('node:assert/strict');
-const { loadAddon } = require('../lib/binding');
+const { loadAddon } = require('../lib/shared/binding');
 
 const { pickForTest } = loadAddon();
 const NOW = { us: 50_000_000, ms: 50_000 };

@@ -9,7 +9,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { Dispatcher } = require('..');
-const { loadAddon } = require('../lib/binding');
+const { loadAddon } = require('../lib/shared/binding');
 const { get, request, RawClient, waitFor } = require('./helpers');
 
 const APP = path.join(__dirname, 'fixtures', 'pid.js');

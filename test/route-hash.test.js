@@ -1,12 +1,12 @@
 'use strict';
-// route: 'client-ip' as a pure function (native/placement.h PickByClient, through
+// route: 'client-ip' as a pure function (native/primary/placement.h PickByClient, through
 // addon.pickByClientForTest): rendezvous hashing over each worker's stable key (its id).
 // One client address always lands on the same healthy worker, whatever the order the workers
 // are listed in; adding one worker moves only the clients it now wins (about 1/(n+1)); an
 // unhealthy worker is passed over for that connection only, to the same next choice for
 // every connection of the client.
 const assert = require('node:assert/strict');
-const { loadAddon } = require('../lib/binding');
+const { loadAddon } = require('../lib/shared/binding');
 
 const { pickByClientForTest: pickByClient, clientHashForTest: hash } = loadAddon();
 const NOW = { us: 50_000_000, ms: 50_000 };

@@ -1,7 +1,7 @@
 'use strict';
-// The sizing policy as a pure function: decideScale(sample, cfg) from lib/scaling.
+// The sizing policy as a pure function: decideScale(sample, cfg) from lib/primary/scaling.
 const assert = require('node:assert/strict');
-const { decideScale, DEFAULT_SCALE } = require('../lib/scaling');
+const { decideScale, DEFAULT_SCALE } = require('../lib/primary/scaling');
 
 const cfg = { interval: 200, idleTimeout: 1000, upUtilization: 0.75, downUtilization: 0.25, targetUtilization: 0.6, maxSpawn: 8 };
 

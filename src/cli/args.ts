@@ -4,8 +4,8 @@
  * fails before anything is bound or spawned, with the flag's name in the message.
  */
 import { parseArgs } from 'node:util';
-import { invalidOption } from '../errors';
-import type { DispatcherOptions, Mode, Route } from '../options';
+import { invalidOption } from '../shared/errors';
+import type { DispatcherOptions, Mode, Route } from '../primary/options';
 
 export const USAGE = `Usage: herdless [options] <app>
 

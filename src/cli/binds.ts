@@ -7,10 +7,10 @@
  * do not take the sockets for their own.
  */
 import * as fs from 'node:fs';
-import { loadAddon } from '../binding';
-import { invalidOption } from '../errors';
-import { takeInheritedPrefix, upgradedFrom } from '../inherited';
-import type { ListenOption } from '../options';
+import { loadAddon } from '../shared/binding';
+import { invalidOption } from '../shared/errors';
+import { takeInheritedPrefix, upgradedFrom } from '../primary/inherited';
+import type { ListenOption } from '../primary/options';
 
 const SD_LISTEN_FDS_START = 3;
 

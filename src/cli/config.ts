@@ -8,8 +8,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { HerdlessError, invalidOption } from '../errors';
-import { OPTION_NAMES, rejectUnknownOptions, type DispatcherOptions } from '../options';
+import { HerdlessError, invalidOption } from '../shared/errors';
+import { OPTION_NAMES, rejectUnknownOptions, type DispatcherOptions } from '../primary/options';
 import type { LogFormat } from './args';
 
 export interface FileConfig extends Omit<Partial<DispatcherOptions>, 'metrics'> {

@@ -12,7 +12,7 @@
  * stopping (a drain must not trip the watchdog). A pool with no worker left (a crash loop)
  * stops the keep-alives, and systemd restarts the service.
  */
-import { loadAddon } from '../binding';
+import { loadAddon } from '../shared/binding';
 import { describeError, type Logger } from './log';
 
 export interface Notifier {

@@ -5,7 +5,7 @@
  * ignore SIGINT, so a Ctrl-C sent to the whole terminal process group still drains through
  * the primary instead of killing requests in flight.
  */
-import type { Dispatcher, UpgradeOptions } from '../dispatcher';
+import type { Dispatcher, UpgradeOptions } from '../primary/dispatcher';
 import { describeError, type Logger } from './log';
 import type { Notifier } from './notify';
 import { logStatus } from './status';

@@ -1,5 +1,5 @@
 /** The USR1 status summary: d.stats() as a few readable lines (or one JSON line). */
-import type { Dispatcher, DispatchWaitStats } from '../dispatcher';
+import type { Dispatcher, DispatchWaitStats } from '../primary/dispatcher';
 import type { Logger } from './log';
 
 export function logStatus(d: Dispatcher, log: Logger): void {

@@ -16,7 +16,7 @@
 import * as dc from 'node:diagnostics_channel';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import type { ListenerInfo } from '../protocol';
+import type { ListenerInfo } from '../shared/protocol';
 
 
 interface UvHandle {

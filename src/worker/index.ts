@@ -7,7 +7,7 @@
  *   onShutdown(() => db.end());                 // when this worker stops taking connections
  */
 import type { Server } from 'node:net';
-import type { ShutdownReason } from '../protocol';
+import type { ShutdownReason } from '../shared/protocol';
 import { addShutdownHook, type ShutdownHook } from './shutdown-hooks';
 import { state } from './state';
 

@@ -13,8 +13,8 @@ import * as dc from 'node:diagnostics_channel';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as net from 'node:net';
-import { Score } from '../scoreboard';
-import type { ListenerInfo } from '../protocol';
+import { Score } from '../shared/scoreboard';
+import type { ListenerInfo } from '../shared/protocol';
 import { Adopter, type Peer } from './adopt';
 
 const kInFlight = Symbol('herdless.inFlight');

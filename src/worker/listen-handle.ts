@@ -12,7 +12,7 @@
  * same purpose; start() checks the behaviour it relies on and fails loudly if Node changed.
  */
 import type * as net from 'node:net';
-import type { ListenerInfo } from '../protocol';
+import type { ListenerInfo } from '../shared/protocol';
 
 interface Listenable extends net.Server {
   _handle: unknown;

@@ -9,9 +9,9 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { loadAddon, type NativeInbox } from '../binding';
-import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../protocol';
-import { Score } from '../scoreboard';
+import { loadAddon, type NativeInbox } from '../shared/binding';
+import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../shared/protocol';
+import { Score } from '../shared/scoreboard';
 import { Intake } from './intake';
 import { attachListenHandle, ListenHandleError } from './listen-handle';
 import { loadApp, AppLoadError } from './load-app';

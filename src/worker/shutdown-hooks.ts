@@ -4,7 +4,7 @@
  * have all settled and the connections are closed, or at the deadline. A hook that throws
  * or rejects is reported on stderr and does not stop the others, nor the exit.
  */
-import type { ShutdownReason } from '../protocol';
+import type { ShutdownReason } from '../shared/protocol';
 import { state } from './state';
 
 export type ShutdownHook = (reason: ShutdownReason) => unknown;

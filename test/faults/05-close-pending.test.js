@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
 const { Dispatcher } = require('../..');
-const { loadAddon } = require('../../lib/binding');
+const { loadAddon } = require('../../lib/shared/binding');
 const { waitFor, collectGarbage, fdCount, fdSnapshot, newFds, assertNoChildren } = require('../helpers');
 
 const app = require.resolve('../fixtures/pid.js');

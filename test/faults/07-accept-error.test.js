@@ -11,7 +11,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { loadAddon } = require('../../lib/binding');
+const { loadAddon } = require('../../lib/shared/binding');
 const { get, sleep, waitFor, cpuSeconds } = require('../helpers');
 const { ChildPrimary } = require('../helpers/primary-proc');
 

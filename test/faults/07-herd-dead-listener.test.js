@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Dispatcher } = require('../..');
-const { loadAddon } = require('../../lib/binding');
+const { loadAddon } = require('../../lib/shared/binding');
 const { get, sleep, cpuSeconds } = require('../helpers');
 
 const app = require.resolve('../fixtures/pid.js');

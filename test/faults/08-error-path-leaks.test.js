@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { loadAddon } = require('../../lib/binding');
+const { loadAddon } = require('../../lib/shared/binding');
 const { fdCount, fdSnapshot, newFds } = require('../helpers');
 
 describe('fault 8: error paths leak nothing', function () {

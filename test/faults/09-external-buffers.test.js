@@ -6,7 +6,7 @@
 // HERDLESS_TEST_REFUSE_EXTERNAL_BUFFERS=1 makes the native check answer as such a build does.
 const assert = require('node:assert/strict');
 const { Dispatcher } = require('../..');
-const { loadAddon } = require('../../lib/binding');
+const { loadAddon } = require('../../lib/shared/binding');
 const { get, waitFor, assertNoChildren, listeningSockets } = require('../helpers');
 
 const app = require.resolve('../fixtures/pid.js');

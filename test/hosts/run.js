@@ -48,8 +48,8 @@ function preflight() {
   if (process.getuid() !== 0) skip('needs root to create network namespaces (CI runs it as root; try sudo npm run test:hosts)');
   if (!has('ip', ['-V'])) skip('`ip` (iproute2) not found: apt-get install iproute2');
   if (!has('haproxy', ['-v'])) skip('`haproxy` not found: apt-get install haproxy');
-  if (!fs.existsSync(path.resolve(__dirname, '../../lib/cli.js'))) {
-    console.error('test:hosts: lib/cli.js is missing: run npm run build:ts first');
+  if (!fs.existsSync(path.resolve(__dirname, '../../lib/cli/main.js'))) {
+    console.error('test:hosts: lib/cli/main.js is missing: run npm run build:ts first');
     process.exit(1);
   }
 }

@@ -1,0 +1,120 @@
+// pickForTest(workers, now, options): the placement policy (placement.h) as a pure function,
+// for test/placement.test.js. Not part of the public API.
+//
+//   workers: [{ awake, sinceUs, sinceMs, pending, open, inFlight, maxConnections,
+//               unreadSinceUs, sentAtUs, usable }]   (what a scoreboard and the accept thread hold)
+//   now:     { us, ms }
+//   options: { maxConnections, avoidUs, stealAfterUs, start }
+//   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool] }
+//
+// pickByClientForTest(workers, keys, address, now, options): client-ip routing (PickByClient).
+//   keys: each worker's stable key (its id); address: an IPv4 or IPv6 address string;
+//   options: as above, plus stallUs -> index of the worker for that client, or -1.
+// clientHashForTest(address) -> the client's hash as a hex string ('0': not an address).
+#include <arpa/inet.h>
+#include <napi.h>
+
+#include <cstdio>
+
+#include <vector>
+
+#include "primary/placement.h"
+
+namespace herdless {
+namespace {
+
+uint32_t U32(const Napi::Object& o, const char* key, uint32_t fallback = 0) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? static_cast<uint32_t>(v.As<Napi::Number>().Int64Value()) : fallback;
+}
+
+int32_t I32(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : 0;
+}
+
+std::vector<placement::WorkerView> Views(const Napi::Array& list) {
+  std::vector<placement::WorkerView> views(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Object w = list.Get(i).As<Napi::Object>();
+    placement::WorkerView& v = views[i];
+    Napi::Value usable = w.Get("usable");
+    v.usable = usable.IsUndefined() ? true : usable.ToBoolean().Value();
+    v.pending = I32(w, "pending");
+    v.open = I32(w, "open");
+    v.in_flight = I32(w, "inFlight");
+    v.max_connections = I32(w, "maxConnections");
+    v.loop = (U32(w, "sinceUs") & ~1u) | (w.Get("awake").ToBoolean().Value() ? 1u : 0u);
+    v.loop_since_ms = U32(w, "sinceMs", U32(w, "sinceUs") / 1000);
+    v.unread_since_us = U32(w, "unreadSinceUs");
+    v.sent_ever = w.Get("sentAtUs").IsNumber();
+    v.sent_at_us = U32(w, "sentAtUs");
+  }
+  return views;
+}
+
+Napi::Value PickForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array list = info[0].As<Napi::Array>();
+  Napi::Object now_js = info[1].As<Napi::Object>();
+  Napi::Object opts_js = info.Length() > 2 && info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+  std::vector<placement::WorkerView> views = Views(list);
+  placement::Clock now{U32(now_js, "us"), U32(now_js, "ms", U32(now_js, "us") / 1000)};
+  placement::Options o;
+  o.max_connections = I32(opts_js, "maxConnections");
+  o.avoid_us = U32(opts_js, "avoidUs", o.avoid_us);
+  uint32_t steal_after = U32(opts_js, "stealAfterUs", 5000);
+  size_t start = U32(opts_js, "start");
+  static const char* names[] = {"free", "prompt", "slow", "suspect", "none"};
+  Napi::Array tiers = Napi::Array::New(env, views.size());
+  Napi::Array steal = Napi::Array::New(env, views.size());
+  for (uint32_t i = 0; i < views.size(); i++) {
+    tiers.Set(i, names[static_cast<int>(placement::Assess(views[i], o, now).tier)]);
+    steal.Set(i, placement::ShouldSteal(views[i], now, steal_after));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pick", placement::Pick(views.data(), views.size(), o, now, views.empty() ? 0 : start % views.size()));
+  out.Set("tiers", tiers);
+  out.Set("steal", steal);
+  return out;
+}
+
+uint64_t HashOf(const std::string& text) {
+  uint8_t addr[16];
+  if (inet_pton(AF_INET, text.c_str(), addr) == 1) return placement::ClientHash(4, addr);
+  if (inet_pton(AF_INET6, text.c_str(), addr) == 1) return placement::ClientHash(6, addr);
+  return 0;
+}
+
+Napi::Value PickByClientForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<placement::WorkerView> views = Views(info[0].As<Napi::Array>());
+  Napi::Array keys_js = info[1].As<Napi::Array>();
+  std::vector<uint32_t> keys(views.size());
+  for (uint32_t i = 0; i < keys.size() && i < keys_js.Length(); i++) keys[i] = keys_js.Get(i).As<Napi::Number>().Uint32Value();
+  uint64_t client = HashOf(info[2].As<Napi::String>().Utf8Value());
+  Napi::Object now_js = info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
+  Napi::Object opts_js = info.Length() > 4 && info[4].IsObject() ? info[4].As<Napi::Object>() : Napi::Object::New(env);
+  placement::Clock now{U32(now_js, "us"), U32(now_js, "ms", U32(now_js, "us") / 1000)};
+  placement::Options o;
+  o.max_connections = I32(opts_js, "maxConnections");
+  o.avoid_us = U32(opts_js, "avoidUs", o.avoid_us);
+  uint64_t stall_us = U32(opts_js, "stallUs", 100000);
+  return Napi::Number::New(env, placement::PickByClient(views.data(), keys.data(), views.size(), client, o, now, stall_us));
+}
+
+Napi::Value ClientHashForTest(const Napi::CallbackInfo& info) {
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(HashOf(info[0].As<Napi::String>().Utf8Value())));
+  return Napi::String::New(info.Env(), hex);
+}
+
+}  // namespace
+
+void InitPlacement(Napi::Env env, Napi::Object exports) {
+  exports.Set("pickForTest", Napi::Function::New(env, PickForTest));
+  exports.Set("pickByClientForTest", Napi::Function::New(env, PickByClientForTest));
+  exports.Set("clientHashForTest", Napi::Function::New(env, ClientHashForTest));
+}
+
+}  // namespace herdless

@@ -1,0 +1,190 @@
+#include "primary/proxy-reader.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "primary/proxy-header.h"
+
+namespace herdless {
+namespace {
+
+constexpr size_t kV2Largest = proxy::kV2Fixed + 65535;
+
+ssize_t Recv(int fd, void* buf, size_t len, int flags) {
+  ssize_t n;
+  do {
+    n = recv(fd, buf, len, flags | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+// Slot index and generation in one epoll tag.
+uint64_t Tag(size_t slot, uint32_t generation) { return ProxyReader::kTagBit | uint64_t{generation} << 32 | slot; }
+
+}  // namespace
+
+void ProxyReader::Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity) {
+  epoll_fd_ = epoll_fd;
+  timeout_ms_ = timeout_ms;
+  slots_.assign(capacity, Slot{});
+  free_.clear();
+  for (size_t i = capacity; i > 0; i--) free_.push_back(i - 1);
+  scratch_.resize(kV2Largest);
+}
+
+ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t waited_ms) {
+  Slot probe;
+  probe.fd = h->fd;
+  probe.listener = h->listener;
+  probe.own = h->peer;
+  probe.accepted_ns = h->accepted_ns;
+  Handoff out{-1, 0};
+  if (!TryParse(probe, false, &out)) {
+    uint32_t timeout = timeout_ms_;
+    if (last_peek_ < 0 && waited_ms > 0) timeout = waited_ms < timeout ? timeout - waited_ms : 1;  // silent so far
+    return Add(h->fd, h->listener, h->peer, h->accepted_ns, now_ms + timeout) ? Outcome::kWaiting : Outcome::kDropped;
+  }
+  if (out.fd < 0) {
+    ::close(h->fd);
+    return Outcome::kClosed;
+  }
+  *h = out;
+  return Outcome::kReady;
+}
+
+bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint64_t accepted_ns, uint32_t deadline_ms) {
+  if (free_.empty()) {  // the caller checks Full() before accepting; never leak regardless
+    ::close(fd);
+    return false;
+  }
+  size_t i = free_.back();
+  Slot& s = slots_[i];
+  epoll_event ev{};
+  // Edge-triggered: each new segment wakes us once; a partial header does not spin the loop.
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = Tag(i, s.generation);
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    ::close(fd);  // ENOMEM/ENOSPC (max_user_watches): this one cannot wait
+    return false;
+  }
+  free_.pop_back();
+  s.fd = fd;
+  s.listener = listener;
+  s.own = own;
+  s.accepted_ns = accepted_ns;
+  s.deadline_ms = deadline_ms;
+  waiting_++;
+  order_.emplace_back(i, s.generation);
+  // Bytes that came between Take()'s peek and now are reported by the registration itself
+  // (epoll_ctl checks readiness), so the next epoll_wait picks them up.
+  return true;
+}
+
+void ProxyReader::Release(size_t i) {
+  Slot& s = slots_[i];
+  // Closing removes it from the epoll set; an explicit DEL first, as the fd may have been
+  // handed on (the record holds another reference to the socket, which would keep it there).
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.fd, nullptr);
+  s.fd = -1;
+  s.generation++;
+  free_.push_back(i);
+  waiting_--;
+}
+
+bool ProxyReader::TryParse(Slot& s, bool hangup, Handoff* out) {
+  uint8_t* buf = scratch_.data();
+  ssize_t n = Recv(s.fd, buf, proxy::kFirstPeek, MSG_PEEK);
+  last_peek_ = n;
+  if (n < 0) {
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && !hangup) return false;  // a spurious wake-up
+    counters.malformed++;  // reset by the peer, or closed before sending anything
+    return true;
+  }
+  proxy::Result r = proxy::Parse(buf, static_cast<size_t>(n));
+  if (r.status == proxy::Status::kNeedMore && r.want > static_cast<size_t>(n)) {
+    // A v2 header with TLVs past the first peek: look at all of it.
+    n = Recv(s.fd, buf, r.want, MSG_PEEK);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      counters.malformed++;
+      return true;
+    }
+    r = n < 0 ? r : proxy::Parse(buf, static_cast<size_t>(n));
+  }
+  if (r.status == proxy::Status::kNeedMore) {
+    // Part of a header: wait, unless the peer closed before it was whole (n == 0: EOF).
+    if (!hangup && n != 0) return false;
+    counters.malformed++;
+    return true;
+  }
+  if (r.status == proxy::Status::kMalformed) {
+    counters.malformed++;
+    return true;
+  }
+  // Take exactly the header off the socket: it was all there a moment ago, and only we read.
+  ssize_t got = Recv(s.fd, buf, r.consumed, 0);
+  if (got != static_cast<ssize_t>(r.consumed)) {
+    counters.malformed++;
+    return true;
+  }
+  counters.accepted++;
+  if (r.local) counters.local++;
+  out->fd = s.fd;
+  out->listener = s.listener;
+  out->accepted_ns = s.accepted_ns;
+  out->peer = r.status == proxy::Status::kProxied ? r.peer : s.own;
+  return true;
+}
+
+void ProxyReader::OnEvent(uint64_t tag, uint32_t events, std::vector<Handoff>* ready) {
+  size_t i = static_cast<size_t>(tag & 0xffffffffu);
+  uint32_t generation = static_cast<uint32_t>((tag & ~kTagBit) >> 32);
+  if (i >= slots_.size() || slots_[i].fd < 0 || slots_[i].generation != generation) return;  // stale
+  Slot& s = slots_[i];
+  bool hangup = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+  Handoff h{-1, 0};
+  if (!TryParse(s, hangup, &h)) return;
+  int fd = s.fd;
+  Release(i);
+  if (h.fd >= 0) {
+    ready->push_back(h);
+  } else {
+    ::close(fd);
+  }
+}
+
+int ProxyReader::Expire(uint32_t now_ms) {
+  while (!order_.empty()) {
+    auto [i, generation] = order_.front();
+    Slot& s = slots_[i];
+    if (s.fd < 0 || s.generation != generation) {  // done with already
+      order_.pop_front();
+      continue;
+    }
+    int32_t left = static_cast<int32_t>(s.deadline_ms - now_ms);
+    if (left > 0) return left;
+    int fd = s.fd;
+    Release(i);
+    ::close(fd);
+    counters.timed_out++;
+    order_.pop_front();
+  }
+  return -1;
+}
+
+size_t ProxyReader::CloseAll() {
+  size_t closed = 0;
+  for (size_t i = 0; i < slots_.size(); i++) {
+    if (slots_[i].fd < 0) continue;
+    int fd = slots_[i].fd;
+    Release(i);
+    ::close(fd);
+    closed++;
+  }
+  order_.clear();
+  return closed;
+}
+
+}  // namespace herdless

@@ -1,0 +1,364 @@
+/**
+ * Dispatcher: the public face of the primary process. It opens the listeners, starts the
+ * accept thread (mode 'dispatch') and the worker pool, and answers for both.
+ */
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { MetricsServer } from './metrics';
+import { loadAddon, type Addon, type NativeAcceptor, type ProxyStats } from '../shared/binding';
+import { HerdlessError, invalidOption } from '../shared/errors';
+import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
+import { closeListeners, describeListener, openListeners, type Listener } from './listeners';
+import { normalizeOptions, type DispatcherOptions, type NormalizedOptions } from './options';
+import { Pool } from './pool';
+import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from '../shared/scoreboard';
+import { Supervisor, type ScaleEvent } from './supervisor';
+import { startSuccessor, type Successor } from './upgrade';
+import type { WorkerExit } from './worker-handle';
+
+/** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
+const STALL_MS = 100;
+const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
+
+/**
+ * proxyProtocol: how many connections may wait for their PROXY header at once. The largest
+ * listen backlog (default 511), at least 64: about what the kernel would hold unaccepted
+ * anyway, so a flood of silent peers costs the primary no more fds than its backlogs do.
+ * Past it the accept thread stops accepting until headers come or time out.
+ */
+function proxyWaitingLimit(opts: NormalizedOptions): number {
+  const backlogs = opts.listen.map((l) => (l.kind === 'fd' ? 511 : l.backlog));
+  return Math.max(64, Math.min(65_536, Math.max(...backlogs)));
+}
+
+import type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats } from './stats';
+export type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats };
+
+export interface DispatcherEvents {
+  'worker-start': [{ id: number; pid: number }];
+  'worker-exit': [WorkerExit];
+  scale: [ScaleEvent];
+  /** The new primary of upgrade() is ready and serving; this one drains and closes. */
+  upgraded: [{ pid: number }];
+  /** ERR_HERDLESS_UPGRADE: the new primary failed; this one keeps serving. */
+  'upgrade-failed': [Error];
+  error: [Error];
+}
+
+export interface UpgradeOptions {
+  /** Environment for the new primary on top of this process's (e.g. what the CLI removed from it). */
+  env?: Record<string, string | undefined>;
+  /** More sockets to hand over (the CLI's metrics server), by the key the new primary asks for. */
+  sockets?: InheritedSocket[];
+  /** How long the old workers may drain once the new primary serves, ms (default 30000). */
+  closeTimeout?: number;
+}
+
+/** The scoreboard is memory shared with each worker, seen through an external ArrayBuffer. */
+function assertRuntime(addon: Addon): void {
+  if (addon.externalBuffersAllowed()) return;
+  throw new HerdlessError(
+    'ERR_HERDLESS_UNSUPPORTED_PLATFORM',
+    'this Node.js runtime refuses external ArrayBuffers (a V8 sandbox build, as in Electron): herdless shares ' +
+      "each worker's load figures through a shared-memory page exposed that way. Run it on a Node.js build without the V8 sandbox.",
+  );
+}
+
+/** What the accept thread reported: one listener that can no longer accept, or the thread itself. */
+function acceptError(err: Error & { listener?: number }, listeners: Listener[]): HerdlessError {
+  if (err.listener === undefined) {
+    return new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err });
+  }
+  const l = listeners[err.listener];
+  const where = l ? describeListener(l) : 'unknown';
+  const why = (err as { code?: string }).code === 'ESHUTDOWN' ? 'it was shut down: epoll reports a hang-up' : err.message;
+  return new HerdlessError(
+    'ERR_HERDLESS_ACCEPT',
+    `listener ${err.listener} (${where}) can no longer accept connections (${why}) and is no longer watched; ` +
+      'the other listeners keep working. Something else shut down or closed this socket (an inherited listen: { fd } ' +
+      'is shared with its owner): close() and start again to listen on it anew.',
+    { cause: err, listener: err.listener },
+  );
+}
+
+function waitStats(w: WaitCounts): DispatchWaitStats {
+  let cumulative = 0;
+  const buckets = w.buckets.map((n, i) => {
+    cumulative += n;
+    return { le: i < WAIT_BUCKETS_SECONDS.length ? WAIT_BUCKETS_SECONDS[i] : Infinity, count: cumulative };
+  });
+  return { count: cumulative, sumSeconds: w.sumUs / 1e6, buckets };
+}
+
+export class Dispatcher extends EventEmitter<DispatcherEvents> {
+  private closing: Promise<void> | undefined;
+  private successor: Successor | undefined;
+  /** Set once a new primary serves our sockets: close() must not remove their files. */
+  private handedOver = false;
+  private metrics: MetricsServer | undefined;
+  private readonly supervisor: Supervisor;
+
+  private constructor(
+    private readonly addon: Addon,
+    private readonly opts: NormalizedOptions,
+    private readonly sockets: Listener[],
+    private readonly acceptor: NativeAcceptor | undefined,
+    private readonly pool: Pool,
+  ) {
+    super();
+    pool.on('worker-start', (info) => this.emit('worker-start', info));
+    pool.on('worker-exit', (exit) => this.emit('worker-exit', exit));
+    pool.on('error', (err) => this.report(err));
+    this.supervisor = new Supervisor(addon, opts, pool, acceptor, (e) => this.emit('scale', e), (err) => this.report(err));
+    this.supervisor.start();
+  }
+
+  /** Bind every listener and start `min` workers; resolves when they are ready to serve. */
+  static async start(options: DispatcherOptions): Promise<Dispatcher> {
+    try {
+      const d = await Dispatcher.open(options);
+      // On the next turn, so that whoever awaited start() runs first (the CLI answers itself).
+      setImmediate(() => answerUpgradeOnStart(d.addon, { ready: true }));
+      return d;
+    } catch (err) {
+      // A new primary of an upgrade that cannot start says why (without an addon, no upgrade).
+      try {
+        answerUpgradeOnStart(loadAddon(), { ready: false, error: err });
+      } catch {
+        // not Linux: nothing was inherited
+      }
+      throw err;
+    }
+  }
+
+  private static async open(options: DispatcherOptions): Promise<Dispatcher> {
+    const opts = normalizeOptions(options);
+    const addon = loadAddon();
+    assertRuntime(addon);
+    const listeners = await openListeners(addon, opts.listen, opts.mode);
+    let acceptor: NativeAcceptor | undefined;
+    let pool: Pool | undefined;
+    try {
+      if (opts.mode === 'dispatch') {
+        const fds = listeners.map((l) => l.fd);
+        // The thread cannot throw into JS; it reports here and the dispatcher emits 'error'.
+        let self: Dispatcher | undefined;
+        acceptor = new addon.Acceptor(fds, opts.maxConnectionsPerWorker, STALL_MS, (err) => {
+          self?.report(acceptError(err as Error & { listener?: number }, listeners));
+        });
+        acceptor.setStealAfter(opts.stealAfter);
+        acceptor.setRoute(opts.route === 'client-ip');
+        if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts));
+        pool = new Pool(addon, opts, listeners, acceptor);
+        await pool.start();
+        self = new Dispatcher(addon, opts, listeners, acceptor, pool);
+        acceptor.start();
+        return await self.startMetrics();
+      }
+      pool = new Pool(addon, opts, listeners, undefined);
+      await pool.start();
+      return await new Dispatcher(addon, opts, listeners, undefined, pool).startMetrics();
+    } catch (err) {
+      // Nothing may outlive a failed start.
+      await pool?.destroy();
+      acceptor?.stop();
+      // A failed upgrade: the socket files are still the old primary's.
+      closeListeners(addon, listeners, upgradedFrom(addon) === undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A fault the primary survives: 'error' for whoever listens, else a process warning on
+   * stderr. Never an unhandled 'error' event: that would take every worker down with it.
+   */
+  private report(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(err);
+  }
+
+  /** The metrics server comes last: if its port is taken, the whole start fails cleanly. */
+  private async startMetrics(): Promise<this> {
+    if (!this.opts.metrics) return this;
+    try {
+      // Loaded only when asked for: prom-client is not needed otherwise.
+      const { startMetricsServer } = await import('./metrics.js');
+      this.metrics = await startMetricsServer(this, { ...this.opts.metrics, ready: () => !this.closing && this.size >= 1 });
+      return this;
+    } catch (err) {
+      await this.close({ timeout: 1000 });
+      throw err;
+    }
+  }
+
+  /** Where the metrics server listens (`metrics` option), or null. */
+  metricsAddress(): AddressInfo | null {
+    return this.metrics?.address() ?? null;
+  }
+
+  /** Like net.Server#address() for the first listener. */
+  address(): AddressInfo | string | null {
+    const info = this.sockets[0]?.info;
+    if (!info) return null;
+    if (info.family === 'unix') return info.path ?? null;
+    return { address: info.address!, family: info.family, port: info.port! };
+  }
+
+  /** Workers taking connections now. */
+  get size(): number {
+    return this.pool.size;
+  }
+
+  workers(): { id: number; pid: number; state: string }[] {
+    return [...this.pool.workers.values()].map((w) => ({ id: w.id, pid: w.pid, state: w.state }));
+  }
+
+  stats(): DispatcherStats {
+    const clock = this.addon.monotonicMillis();
+    const acceptorStats = this.acceptor?.stats();
+    const pending = acceptorStats?.pendingByWorker ?? {};
+    const workers: WorkerStats[] = [...this.pool.workers.values()].map((w) => {
+      const loop = readLoop(w.board, clock);
+      return {
+        id: w.id,
+        pid: w.pid,
+        state: w.state,
+        connectionsReceived: readScore(w.board, 'received'),
+        connectionsOpen: readCount(w.board, 'open'),
+        connectionsWaiting: pending[String(w.id)] ?? 0,
+        requestsInFlight: readCount(w.board, 'inFlight'),
+        requestsServed: readScore(w.board, 'requests'),
+        rejectedFds: readScore(w.board, 'rejected'),
+        fdRoomStalls: readScore(w.board, 'fdRoomStalls'),
+        acceptWakeups: readScore(w.board, 'wakeups'),
+        emptyWakeups: readScore(w.board, 'emptyWakeups'),
+        loopAwake: loop.awake,
+        loopBusyMs: loop.awake ? loop.forMs : 0,
+        loopWakeups: loop.wakeups,
+      };
+    });
+    let dispatcher: DispatcherStats['dispatcher'];
+    let proxy: ProxyStats = { accepted: 0, local: 0, malformed: 0, timedOut: 0, fullPauses: 0, waiting: 0 };
+    if (acceptorStats) {
+      const { pendingByWorker: _unused, proxy: proxyStats, ...rest } = acceptorStats;
+      dispatcher = rest;
+      proxy = proxyStats;
+    } else {
+      // Herd modes: the workers accept; their counts are the only ones there are.
+      const accepted = workers.reduce((sum, w) => sum + w.connectionsReceived, 0);
+      dispatcher = {
+        accepted,
+        handedOff: 0,
+        handoffRetries: 0,
+        redispatched: 0,
+        stolen: 0,
+        steals: 0,
+        acceptErrors: {},
+        backpressurePauses: 0,
+        backpressurePausedMs: 0,
+        fdPauses: 0,
+        fdPausedMs: 0,
+        dropped: 0,
+        waiting: 0,
+      };
+    }
+    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait()), dispatcher, proxy, workers };
+  }
+
+  /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */
+  private listenerStats(): ListenerStats[] {
+    return this.sockets.map((l) => {
+      // Closed by close(): the fd number may belong to something else by now.
+      const q = this.closing ? null : this.addon.listenQueue(l.fd);
+      return { address: describeListener(l), queued: q?.queued ?? null, backlog: q?.backlog ?? l.backlog ?? null };
+    });
+  }
+
+  /** Grow or shrink to `n` workers, clamped to [min, max]; resolves with the new size when done. */
+  async resize(n: number): Promise<number> {
+    if (typeof n !== 'number' || !Number.isFinite(n)) throw invalidOption('resize(n)', `expected a number, got ${String(n)}`);
+    this.assertOpen();
+    const from = this.pool.target;
+    const to = await this.pool.resize(n);
+    if (to !== from) this.emit('scale', { from, to, reason: 'resize()' });
+    return to;
+  }
+
+  /**
+   * Rolling restart: every worker is replaced by a fresh one, a few at a time, each new one
+   * ready before an old one drains. Resolves when done. Also clears a crash-loop halt.
+   */
+  async reload(): Promise<void> {
+    this.assertOpen();
+    await this.pool.reload();
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new HerdlessError('ERR_HERDLESS_CLOSED', 'the dispatcher is closed or closing');
+  }
+
+  /**
+   * Graceful stop: stop accepting (new connections are refused), let workers finish their
+   * in-flight requests and close idle keep-alive connections, then exit. Workers still
+   * running after `timeout` ms are killed. Resolves when every worker process is gone.
+   */
+  close(options: { timeout?: number } = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.timeout ?? DEFAULT_CLOSE_TIMEOUT_MS);
+    return this.closing;
+  }
+
+  /**
+   * Replace this primary with a new one started from the same command line, which loads
+   * herdless and the app from disk again and adopts every listening socket (so the port never
+   * closes). Once the new one's `min` workers are ready, this one stops accepting and drains
+   * as close() does; resolves with the new primary's pid when that is done. If the new one
+   * fails or is not ready within `upgradeTimeout`, rejects with ERR_HERDLESS_UPGRADE and this
+   * one keeps serving. The new process runs the same script, which calls Dispatcher.start()
+   * again: that adopts the sockets instead of binding.
+   */
+  async upgrade(options: UpgradeOptions = {}): Promise<{ pid: number }> {
+    this.assertOpen();
+    if (this.successor) {
+      throw new HerdlessError('ERR_HERDLESS_UPGRADE_IN_PROGRESS', `an upgrade to pid ${this.successor.pid} is under way; wait for it to finish or fail`);
+    }
+    if (this.opts.mode === 'reuseport') {
+      throw new HerdlessError(
+        'ERR_HERDLESS_UPGRADE',
+        "mode 'reuseport' cannot hand over its listeners: each worker owns its own, and the kernel resets the connections queued on one that closes. Use mode 'dispatch' (or 'herd'), or restart.",
+      );
+    }
+    if (process.pid === 1) {
+      throw new HerdlessError('ERR_HERDLESS_UPGRADE', 'this primary is PID 1 (a container): when it exits the container stops. Replace the container instead.');
+    }
+    const sockets: InheritedSocket[] = this.sockets.map((l, i) => ({ fd: l.fd, key: listenKey(this.opts.listen[i]) }));
+    const metricsFd = this.metrics?.fd();
+    if (metricsFd !== undefined && this.opts.metrics) sockets.push({ fd: metricsFd, key: metricsKey(this.opts.metrics) });
+    sockets.push(...(options.sockets ?? []));
+    const successor = startSuccessor(sockets, { env: options.env, timeout: this.opts.upgradeTimeout });
+    this.successor = successor;
+    try {
+      await successor.ready;
+    } catch (err) {
+      this.successor = undefined;
+      this.emit('upgrade-failed', err as Error);
+      throw err;
+    }
+    this.handedOver = true;
+    // The new primary answers on the metrics socket now; a draining one would fail /healthz
+    // checks that reach it (503) and pull the host out of its load balancer.
+    await this.metrics?.close();
+    this.emit('upgraded', { pid: successor.pid });
+    await this.close({ timeout: options.closeTimeout });
+    return { pid: successor.pid };
+  }
+
+  private async shutdown(timeoutMs: number): Promise<void> {
+    // Closed mid-upgrade: the new primary is not ready, so it must not stay behind.
+    if (!this.handedOver) this.successor?.abort('was stopped: the old primary is closing');
+    this.supervisor.stop();
+    this.acceptor?.stop();
+    closeListeners(this.addon, this.sockets, !this.handedOver);
+    await this.pool.close(timeoutMs);
+    await this.metrics?.close();
+  }
+}

@@ -1,0 +1,441 @@
+/**
+ * The set of worker processes: starting them (with back-off and crash-loop detection),
+ * adding them to dispatch once ready, retiring them gracefully, replacing them, and
+ * cleaning up after each exit so that no connection it was sent is lost.
+ *
+ * How many workers there should be is decided elsewhere (the Supervisor, resize(), reload());
+ * the pool keeps `target` workers alive and replaces crashed ones.
+ */
+import { EventEmitter } from 'node:events';
+import type { Addon, NativeAcceptor } from '../shared/binding';
+import { HerdlessError } from '../shared/errors';
+import type { Listener } from './listeners';
+import type { NormalizedOptions } from './options';
+import { addWait, emptyWait, type WaitCounts } from '../shared/scoreboard';
+import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
+
+const RESPAWN_BASE_MS = 100;
+const RESPAWN_MAX_MS = 10_000;
+/** A worker that dies sooner than this after start counts towards a crash loop. */
+const QUICK_CRASH_MS = 10_000;
+const CRASH_LOOP_COUNT = 5;
+/** Back-off cap when processes cannot be created at all (fds or pids exhausted). */
+const SPAWN_RETRY_MAX_MS = 5_000;
+/**
+ * Connections read back from a worker's channel need an fd each in the primary: the kernel
+ * closes those it cannot install (MSG_CTRUNC), which resets the client. So they are read
+ * back only with this many fds to spare beyond those the worker may have unread, and
+ * otherwise left in the channel (which holds them safely) and tried again shortly.
+ */
+const READBACK_SPARE_FDS = 16;
+const READBACK_RETRY_MS = 100;
+const READBACK_GIVE_UP_MS = 30_000;
+
+export interface PoolEvents {
+  'worker-start': [{ id: number; pid: number }];
+  'worker-exit': [WorkerExit];
+  error: [Error];
+}
+
+export class Pool extends EventEmitter<PoolEvents> {
+  readonly workers = new Map<number, WorkerHandle>();
+  /** How many workers the pool keeps alive. */
+  target: number;
+  /** A reload or resize is running: the supervisor leaves the size alone. */
+  busy = 0;
+  private nextId = 0;
+  private closing = false;
+  private started = false;
+  private quickCrashes = 0;
+  /** spawn() failures in a row (EMFILE, EAGAIN...): back-off, but never a crash-loop halt once started. */
+  private spawnFailures = 0;
+  /** Back-off sleeps under way: close() cuts them short. */
+  private readonly sleepers = new Set<() => void>();
+  /** Workers taken out of dispatch -> how many connections they had been sent and not read then. */
+  private readonly unreadBound = new Map<number, number>();
+  private halted: HerdlessError | undefined;
+  /** Dispatch-wait counts of workers that have exited: a histogram's counts never go down. */
+  private readonly retiredWait = emptyWait();
+  /** Starts under way (being started, or waiting out a back-off before a start). */
+  private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
+
+  constructor(
+    private readonly addon: Addon,
+    private readonly opts: NormalizedOptions,
+    private readonly sockets: Listener[],
+    private readonly acceptor: NativeAcceptor | undefined,
+  ) {
+    super();
+    this.target = opts.min;
+  }
+
+  /** Workers taking connections now. */
+  get size(): number {
+    return this.count('ready');
+  }
+
+  count(state: WorkerHandle['state']): number {
+    let n = 0;
+    for (const w of this.workers.values()) if (w.state === state) n++;
+    return n;
+  }
+
+  /** Ready workers that are not leaving. */
+  serving(): WorkerHandle[] {
+    return [...this.workers.values()].filter((w) => w.state === 'ready' && w.retireReason === undefined);
+  }
+
+  /** Set once workers crash-loop: nothing starts until reload(). */
+  get isHalted(): boolean {
+    return this.halted !== undefined;
+  }
+
+  /** Start `min` workers; rejects on an app load error or a crash loop. */
+  async start(): Promise<void> {
+    await Promise.all(Array.from({ length: this.opts.min }, () => this.startReady()));
+    this.started = true;
+  }
+
+  /** Start `count` more workers in parallel; resolves when they are ready. */
+  async grow(count: number): Promise<void> {
+    this.target = Math.min(this.opts.max, this.target + count);
+    await this.startMany(count);
+  }
+
+  get launching(): number {
+    return this.launches.size;
+  }
+
+  private async startMany(count: number, delayMs = 0): Promise<void> {
+    await Promise.all(Array.from({ length: count }, () => this.startReady(delayMs)));
+  }
+
+  /** Wait for every start under way (those begun by a crash refill included). */
+  private async settleLaunches(): Promise<void> {
+    while (this.launches.size > 0) await Promise.allSettled([...this.launches]);
+  }
+
+  /**
+   * Start a worker and wait until it is ready, retrying failed starts with exponential
+   * back-off. An app that cannot load fails at once: retrying cannot help. Resolves
+   * undefined if the pool closes meanwhile.
+   */
+  private startReady(delayMs = 0): Promise<WorkerHandle | undefined> {
+    const launch = this.launch(delayMs);
+    this.launches.add(launch);
+    const forget = () => this.launches.delete(launch);
+    launch.then(forget, forget);
+    return launch;
+  }
+
+  private async launch(delayMs: number): Promise<WorkerHandle | undefined> {
+    if (delayMs > 0) await this.sleep(delayMs);
+    for (;;) {
+      if (this.closing) return undefined;
+      if (this.halted) throw this.halted;
+      const w = this.startOne();
+      try {
+        await w.ready;
+        return w;
+      } catch (err) {
+        if ((err as HerdlessError).code === 'ERR_HERDLESS_APP_LOAD') throw err;
+        await w.exited;
+        if (this.halted) throw this.halted;
+        await this.sleep(this.backoff());
+      }
+    }
+  }
+
+
+  private backoff(): number {
+    const crashes = this.quickCrashes === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.quickCrashes - 1), RESPAWN_MAX_MS);
+    const spawns = this.spawnFailures === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.spawnFailures - 1), SPAWN_RETRY_MAX_MS);
+    return Math.max(crashes, spawns);
+  }
+
+  /** A back-off wait that close() ends at once (no timer outlives the pool). */
+  private sleep(ms: number): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  private startOne(): WorkerHandle {
+    const w = new WorkerHandle(this.addon, this.nextId++, this.opts, this.sockets);
+    this.workers.set(w.id, w);
+    w.ready.then(
+      () => {
+        if (this.closing) return w.drain('shutdown');
+        this.spawnFailures = 0;
+        // A worker that lives QUICK_CRASH_MS breaks a row of quick crashes: without this,
+        // five SIGKILLs (OOM, an operator) of young workers over weeks would halt the pool.
+        const proven = setTimeout(() => {
+          if (w.state === 'ready') this.quickCrashes = 0;
+        }, QUICK_CRASH_MS);
+        proven.unref();
+        void w.exited.then(() => clearTimeout(proven));
+        try {
+          if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd, w.channel.workerEnd);
+        } catch (err) {
+          // Cannot take connections (mmap failed): it goes like a crash and is replaced.
+          w.kill('SIGKILL');
+          return this.report(err as Error);
+        }
+        this.emit('worker-start', { id: w.id, pid: w.pid });
+      },
+      () => w.kill('SIGKILL'),
+    );
+    w.once('closed', () => this.onAppClosed(w));
+    void w.exited.then((exit) => this.onExit(w, exit));
+    return w;
+  }
+
+  /** The app called server.close() in a worker: as in Node, that server takes no more
+   *  connections and the worker leaves once its own are done. A fresh worker takes its place
+   *  at once (this is not a crash). */
+  private onAppClosed(w: WorkerHandle): void {
+    if (w.retireReason !== undefined || this.closing) return;
+    void this.retire(w, 'closed');
+    this.refill();
+  }
+
+  /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */
+  dispatchWait(): WaitCounts {
+    const sum: WaitCounts = { buckets: [...this.retiredWait.buckets], sumUs: this.retiredWait.sumUs };
+    for (const w of this.workers.values()) addWait(sum, w.board);
+    return sum;
+  }
+
+  private onExit(w: WorkerHandle, exit: WorkerExit): void {
+    // Its page is final now (the process is gone); it leaves this.workers below, in the same turn.
+    addWait(this.retiredWait, w.board);
+    this.detach(w);
+    this.reclaim(w, Date.now());
+    this.workers.delete(w.id);
+    this.emit('worker-exit', exit);
+    if (w.spawnError) this.noteSpawnFailure(w.spawnError);
+    else if (exit.reason === 'crashed' || exit.reason === 'start-failed' || exit.reason === 'stalled') {
+      this.noteCrash(Date.now() - w.startedAt, w);
+      if (exit.reason !== 'start-failed') this.refill();
+    }
+  }
+
+  /** Never throws: before the dispatcher listens (during start()) nobody hears 'error'. */
+  private report(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** Take a worker out of dispatch, noting how many connections it may not have read. */
+  private detach(w: WorkerHandle): void {
+    if (!this.acceptor || this.unreadBound.has(w.id)) return;
+    const pending = this.acceptor.stats().pendingByWorker[String(w.id)] ?? 0;
+    this.unreadBound.set(w.id, Math.min(Math.max(pending, 0), 1 << 16));
+    this.acceptor.removeWorker(w.id);
+  }
+
+  /** The primary has the fds to read back what `w` may not have read. */
+  private canHoldUnread(w: WorkerHandle): boolean {
+    return fdHeadroom() >= (this.unreadBound.get(w.id) ?? 0) + READBACK_SPARE_FDS;
+  }
+
+  /**
+   * After an exit: what the worker was sent but never read goes to another worker (counted
+   * as re-dispatched; the primary kept its own copy of the worker's end for exactly this),
+   * then its fds are closed. Out of fds, this waits for some rather than lose connections.
+   */
+  private reclaim(w: WorkerHandle, since: number): void {
+    if (w.channel && !this.canHoldUnread(w) && Date.now() - since < READBACK_GIVE_UP_MS) {
+      setTimeout(() => this.reclaim(w, since), READBACK_RETRY_MS);
+      return;
+    }
+    try {
+      const unread = w.unread();
+      if (unread.handoffs.length > 0) this.acceptor!.dispatch(unread.handoffs, unread.acceptedAt);
+    } catch (err) {
+      // drainChannel closed what it had read; the cleanup below must happen regardless.
+      this.report(err as Error);
+    } finally {
+      w.release();
+      this.unreadBound.delete(w.id);
+    }
+  }
+
+  private noteCrash(livedMs: number, w: WorkerHandle): void {
+    this.quickCrashes = livedMs >= QUICK_CRASH_MS ? 0 : this.quickCrashes + 1;
+    if (this.quickCrashes < CRASH_LOOP_COUNT || this.halted) return;
+    const tail = w.stderr ? `\nLast stderr lines of worker ${w.id}:\n${w.stderr}` : '';
+    this.halted = new HerdlessError(
+      'ERR_HERDLESS_CRASH_LOOP',
+      `${CRASH_LOOP_COUNT} workers in a row died within ${QUICK_CRASH_MS / 1000} s of starting; ` +
+        `herdless stopped starting new ones. Fix the app, then reload() or restart.${tail}`,
+      { stderr: w.stderr },
+    );
+    if (this.started) this.emit('error', this.halted);
+  }
+
+  /**
+   * The primary could not create a process (out of fds or pids): not the app's fault, so
+   * once serving the pool keeps retrying with back-off and recovers when the resource is
+   * back. Only a first start gives up (after CRASH_LOOP_COUNT tries): there is nothing to
+   * keep serving.
+   */
+  private noteSpawnFailure(err: Error): void {
+    this.spawnFailures++;
+    if (this.started || this.halted || this.spawnFailures < CRASH_LOOP_COUNT) return;
+    this.halted = new HerdlessError(
+      'ERR_HERDLESS_WORKER_START',
+      `could not start workers: ${err.message} (${this.spawnFailures} tries). Raise the fd or process limit, then start again.`,
+      { cause: err },
+    );
+  }
+
+  /** How many workers are missing from `target`, counting those on their way. */
+  private missing(): number {
+    return Math.max(0, this.target - this.serving().length - this.launching);
+  }
+
+  /** Bring the pool back up to `target` after a crash, with back-off. */
+  private refill(): void {
+    // A reload or resize in progress makes up the numbers itself when it ends (trim()).
+    if (this.closing || this.halted || this.busy > 0) return;
+    this.startMany(this.missing(), this.backoff()).catch((err) => {
+      // A crash loop was already reported when it was detected.
+      if (!this.closing && err !== this.halted) this.emit('error', err);
+    });
+  }
+
+  /** Gracefully stop one worker: no new connections, finish in-flight, exit; SIGKILL after timeout. */
+  async retire(w: WorkerHandle, reason: RetireReason, timeoutMs = 30_000): Promise<WorkerExit> {
+    this.detach(w);
+    w.drain(reason, timeoutMs);
+    this.handOn(w);
+    const timer = setTimeout(() => w.kill('SIGKILL'), timeoutMs);
+    const exit = await w.exited;
+    clearTimeout(timer);
+    return exit;
+  }
+
+  /** Retire the worker with this id (sizing down). */
+  async shrink(id: number): Promise<void> {
+    const w = this.workers.get(id);
+    if (!w || w.retireReason !== undefined) return;
+    this.target = Math.max(this.opts.min, this.target - 1);
+    await this.retire(w, 'scaled-down');
+  }
+
+  /** A fresh worker takes over from `w` (ready first), then `w` drains: recycling. */
+  async replace(w: WorkerHandle, reason: RetireReason): Promise<void> {
+    if (w.retireReason !== undefined) return;
+    w.retireReason = reason; // not counted as serving any more
+    // It takes no new connections from now on (others, or the backlog, hold them while its
+    // successor starts), so a limit like maxRequestsPerWorker is not overshot by much.
+    this.acceptor?.pauseWorker(w.id, true);
+    try {
+      await this.startReady();
+    } finally {
+      await this.retire(w, reason);
+    }
+  }
+
+  /** Kill a worker whose loop is stuck; it is replaced like a crash. */
+  kill(w: WorkerHandle, reason: 'stalled'): void {
+    w.retireReason = reason;
+    this.detach(w);
+    w.kill('SIGKILL');
+    this.handOn(w);
+  }
+
+  /**
+   * A worker that leaves stops reading its channel at once (and a stuck one never reads):
+   * connections already sent to it but not yet read would wait for its exit. Read them back
+   * now, from our own copy of its end, and give them to other workers. Call after
+   * detach(), so that nothing more arrives. A record is read whole by one side only
+   * (SEQPACKET), so a connection the worker takes meanwhile is never also handed on.
+   * On close() there is nobody to hand them to, and out of fds they would be lost: they
+   * stay for onExit().
+   */
+  private handOn(w: WorkerHandle): void {
+    if (!this.acceptor || this.closing || w.state === 'exited' || !this.canHoldUnread(w)) return;
+    let unread: ReturnType<WorkerHandle['unread']>;
+    try {
+      unread = w.unread();
+    } catch {
+      return; // the channel failed: onExit() tries again once the worker is gone
+    }
+    if (unread.handoffs.length > 0) this.acceptor.dispatch(unread.handoffs, unread.acceptedAt);
+  }
+
+  /** Grow or shrink to `n` workers (clamped to [min, max]); shrinking goes one at a time. */
+  async resize(n: number): Promise<number> {
+    const want = Math.max(this.opts.min, Math.min(this.opts.max, Math.floor(n)));
+    this.busy++;
+    try {
+      this.target = want;
+      await this.settleLaunches();
+      await this.startMany(this.missing());
+      await this.trim('resized');
+      return want;
+    } finally {
+      this.busy--;
+    }
+  }
+
+  /**
+   * Replace every worker with a fresh one, a few at a time; each new worker is ready before
+   * an old one stops taking connections, so a client under load sees no failure.
+   */
+  async reload(): Promise<void> {
+    this.busy++;
+    try {
+      this.halted = undefined;
+      this.quickCrashes = 0;
+      const old = this.serving();
+      const batch = Math.max(1, Math.floor(old.length / 4));
+      for (let i = 0; i < old.length; i += batch) {
+        const chunk = old.slice(i, i + batch);
+        for (const w of chunk) w.retireReason = 'reloaded';
+        await this.startMany(chunk.length);
+        await Promise.all(chunk.map((w) => this.retire(w, 'reloaded')));
+      }
+      // Workers may have crashed meanwhile, or a crash-loop halt left fewer than wanted.
+      await this.trim('reloaded');
+    } finally {
+      this.busy--;
+    }
+  }
+
+  /** Make the pool exactly `target` again: start what is missing, retire the surplus (the
+   *  newest first: the oldest have warm caches and JIT), one at a time. */
+  private async trim(reason: RetireReason): Promise<void> {
+    await this.settleLaunches();
+    await this.startMany(this.missing());
+    const serving = this.serving().sort((a, b) => b.startedAt - a.startedAt);
+    for (const w of serving.slice(0, Math.max(0, serving.length - this.target))) await this.retire(w, reason);
+  }
+
+  /** Retire every worker at once; resolves when every process is gone. */
+  async close(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    for (const wake of [...this.sleepers]) wake();
+    await Promise.all([...this.workers.values()].map((w) => this.retire(w, 'shutdown', timeoutMs)));
+  }
+
+  /** Kill everything now (a failed start). */
+  async destroy(): Promise<void> {
+    this.closing = true;
+    for (const wake of [...this.sleepers]) wake();
+    const all = [...this.workers.values()];
+    for (const w of all) {
+      w.retireReason ??= 'shutdown';
+      w.kill('SIGKILL');
+    }
+    await Promise.all(all.map((w) => w.exited));
+  }
+}

@@ -1,0 +1,74 @@
+/** What Dispatcher.stats() answers: plain data, read by the CLI's status and the metrics server. */
+import type { ProxyStats } from '../shared/binding';
+import type { Mode } from './options';
+
+export interface WorkerStats {
+  id: number;
+  pid: number;
+  state: string;
+  connectionsReceived: number;
+  connectionsOpen: number;
+  /** dispatch mode: connections sent to it that it has not read yet. */
+  connectionsWaiting: number;
+  requestsInFlight: number;
+  requestsServed: number;
+  /** Hand-off records that were malformed or lost fds to the kernel (MSG_CTRUNC). */
+  rejectedFds: number;
+  /** Times the worker left connections in its channel because it was near its fd limit. */
+  fdRoomStalls: number;
+  /** herd/reuseport: times the worker woke to accept, and how often it found nothing. */
+  acceptWakeups: number;
+  emptyWakeups: number;
+  /** Its event loop: asleep in the poll phase (free to take a connection at once), or awake. */
+  loopAwake: boolean;
+  /** How long the loop has been awake, ms (0 while asleep). */
+  loopBusyMs: number;
+  /** Times the loop woke from sleep. */
+  loopWakeups: number;
+}
+
+/** One listener's accept queue in the kernel, read when stats() is called. */
+export interface ListenerStats {
+  /** "127.0.0.1:8080", "[::1]:8080", or the unix socket's path. */
+  address: string;
+  /** Connections the kernel completed that nobody has accepted yet; null where it cannot tell
+   *  (reuseport mode: each worker has its own queue; a unix socket without unix_diag). */
+  queued: number | null;
+  /** The queue's limit: the listen(2) backlog, capped by net.core.somaxconn (as configured where the kernel cannot tell). */
+  backlog: number | null;
+}
+
+/** Time from the primary's accept to a worker taking the connection (dispatch mode; cumulative, like Prometheus). */
+export interface DispatchWaitStats {
+  count: number;
+  sumSeconds: number;
+  /** Cumulative: connections that waited at most `le` seconds; the last is le: Infinity (= count). */
+  buckets: { le: number; count: number }[];
+}
+
+export interface DispatcherStats {
+  mode: Mode;
+  listeners: ListenerStats[];
+  dispatchWait: DispatchWaitStats;
+  dispatcher: {
+    accepted: number;
+    handedOff: number;
+    handoffRetries: number;
+    redispatched: number;
+    /** Connections taken back from a worker whose loop stayed busy past stealAfter, and given to another. */
+    stolen: number;
+    steals: number;
+    acceptErrors: Record<string, number>;
+    backpressurePauses: number;
+    backpressurePausedMs: number;
+    fdPauses: number;
+    fdPausedMs: number;
+    /** Closed without a hand-off: the dispatcher stopped while no worker had room. */
+    dropped: number;
+    /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */
+    waiting: number;
+  };
+  /** PROXY protocol headers (proxyProtocol): all 0 without it. */
+  proxy: ProxyStats;
+  workers: WorkerStats[];
+}

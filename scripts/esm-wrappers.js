@@ -7,7 +7,7 @@ const path = require('node:path');
 const lib = path.join(__dirname, '..', 'lib');
 const entries = {
   'index.mjs': ['./index.js', ['Dispatcher', 'HerdlessError', 'ErrorCodes']],
-  'worker/index.mjs': ['./index.js', ['serve', 'ready', 'workerId', 'isWorker', 'onShutdown']],
+  'worker/index.mjs': ['./index.js', ['serve', 'ready', 'workerId', 'workerSlot', 'isWorker', 'onShutdown']],
   'primary/metrics.mjs': ['./metrics.js', ['startMetricsServer', 'createRegistry']],
 };
 for (const [file, [target, names]] of Object.entries(entries)) {

@@ -55,7 +55,9 @@ function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer |
 }
 
 function logPoolEvents(d: Dispatcher, log: Logger): void {
-  d.on('worker-start', ({ id, pid }) => log.info('worker-start', { worker: id, workerPid: pid }, `worker ${id} started (pid ${pid})`));
+  d.on('worker-start', ({ id, slot, pid }) =>
+    log.info('worker-start', { worker: id, slot, workerPid: pid }, `worker ${id} started in slot ${slot} (pid ${pid})`),
+  );
   d.on('worker-exit', ({ id, pid, code, signal, reason }) =>
     log.info('worker-exit', { worker: id, workerPid: pid, code, signal, reason }, `worker ${id} exited (pid ${pid}, ${signal ?? `code ${code}`}, ${reason})`),
   );

@@ -35,7 +35,7 @@ import type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats } f
 export type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats };
 
 export interface DispatcherEvents {
-  'worker-start': [{ id: number; pid: number }];
+  'worker-start': [{ id: number; slot: number; pid: number }];
   'worker-exit': [WorkerExit];
   scale: [ScaleEvent];
   /** The new primary of upgrade() is ready and serving; this one drains and closes. */
@@ -209,8 +209,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return this.pool.size;
   }
 
-  workers(): { id: number; pid: number; state: string }[] {
-    return [...this.pool.workers.values()].map((w) => ({ id: w.id, pid: w.pid, state: w.state }));
+  workers(): { id: number; slot: number; pid: number; state: string }[] {
+    return [...this.pool.workers.values()].map((w) => ({ id: w.id, slot: w.slot, pid: w.pid, state: w.state }));
   }
 
   stats(): DispatcherStats {
@@ -221,6 +221,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       const loop = readLoop(w.board, clock);
       return {
         id: w.id,
+        slot: w.slot,
         pid: w.pid,
         state: w.state,
         connectionsReceived: readScore(w.board, 'received'),

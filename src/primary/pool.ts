@@ -32,7 +32,7 @@ const READBACK_RETRY_MS = 100;
 const READBACK_GIVE_UP_MS = 30_000;
 
 export interface PoolEvents {
-  'worker-start': [{ id: number; pid: number }];
+  'worker-start': [{ id: number; slot: number; pid: number }];
   'worker-exit': [WorkerExit];
   error: [Error];
 }
@@ -167,8 +167,20 @@ export class Pool extends EventEmitter<PoolEvents> {
     });
   }
 
+  /**
+   * The lowest slot no serving worker holds. A worker being retired (reload, recycle, stall)
+   * or gone has given its slot up, so its replacement takes the same number.
+   */
+  private freeSlot(): number {
+    const held = new Set<number>();
+    for (const w of this.workers.values()) if (w.state !== 'exited' && w.retireReason === undefined) held.add(w.slot);
+    let slot = 0;
+    while (held.has(slot)) slot++;
+    return slot;
+  }
+
   private startOne(): WorkerHandle {
-    const w = new WorkerHandle(this.addon, this.nextId++, this.opts, this.sockets);
+    const w = new WorkerHandle(this.addon, this.nextId++, this.freeSlot(), this.opts, this.sockets);
     this.workers.set(w.id, w);
     w.ready.then(
       () => {
@@ -188,7 +200,7 @@ export class Pool extends EventEmitter<PoolEvents> {
           w.kill('SIGKILL');
           return this.report(err as Error);
         }
-        this.emit('worker-start', { id: w.id, pid: w.pid });
+        this.emit('worker-start', { id: w.id, slot: w.slot, pid: w.pid });
       },
       () => w.kill('SIGKILL'),
     );

@@ -4,6 +4,8 @@ import type { Mode } from './options';
 
 export interface WorkerStats {
   id: number;
+  /** Stable 0..max-1, reused by a replacement (HERDLESS_SLOT, NODE_APP_INSTANCE in the worker). */
+  slot: number;
   pid: number;
   state: string;
   connectionsReceived: number;

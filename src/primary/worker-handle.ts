@@ -68,8 +68,14 @@ const DEADLINE_MARGIN_MS = 100;
 /** As Pool.retire()'s default: how long a worker asked to go has before it is killed. */
 const DEFAULT_RETIRE_TIMEOUT_MS = 30_000;
 
+/** A worker's slot as pm2 and cluster-minded apps read it ("run the cron only in slot 0"). */
+function slotEnv(slot: number): Record<string, string> {
+  return { HERDLESS_SLOT: String(slot), NODE_APP_INSTANCE: String(slot) };
+}
+
 export interface WorkerExit {
   id: number;
+  slot: number;
   pid: number;
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -104,6 +110,8 @@ export class WorkerHandle extends EventEmitter {
   constructor(
     private readonly addon: Addon,
     readonly id: number,
+    /** 0..max-1, reused by whoever takes this worker's place (pm2's NODE_APP_INSTANCE). */
+    readonly slot: number,
     opts: NormalizedOptions,
     listeners: Listener[],
   ) {
@@ -132,6 +140,7 @@ export class WorkerHandle extends EventEmitter {
       }
       const config: WorkerConfig = {
         id,
+        slot,
         app: opts.app,
         mode: opts.mode,
         parentPid: process.pid,
@@ -144,7 +153,7 @@ export class WorkerHandle extends EventEmitter {
       if (creds && !switched) config.credentials = { uid: creds.uid, gid: creds.gid, user: creds.user, initGroups: creds.initGroups };
       this.child = spawn(file, args, {
         stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
-        env: { ...primaryEnv(), ...userEnv(creds), ...opts.env, [CONFIG_ENV]: JSON.stringify(config) },
+        env: { ...primaryEnv(), ...userEnv(creds), ...opts.env, ...slotEnv(slot), [CONFIG_ENV]: JSON.stringify(config) },
       });
     } catch (err) {
       this.spawnFailed(err as Error);
@@ -165,7 +174,7 @@ export class WorkerHandle extends EventEmitter {
         if (this.state === 'exited') return;
         const reason = this.retireReason ?? (this.state === 'starting' ? 'start-failed' : 'crashed');
         this.state = 'exited';
-        this.settleExit({ id, pid: this.pid, code, signal, reason });
+        this.settleExit({ id, slot, pid: this.pid, code, signal, reason });
       });
     }
     this.ready = this.handshake(opts.startTimeout);
@@ -184,7 +193,7 @@ export class WorkerHandle extends EventEmitter {
     } catch {
       // nothing was connected
     }
-    this.settleExit({ id: this.id, pid: -1, code: null, signal: null, reason: 'start-failed', error: err });
+    this.settleExit({ id: this.id, slot: this.slot, pid: -1, code: null, signal: null, reason: 'start-failed', error: err });
   }
 
   get pid(): number {

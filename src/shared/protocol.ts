@@ -31,6 +31,8 @@ export interface ListenerInfo {
 
 export interface WorkerConfig {
   id: number;
+  /** Stable slot 0..max-1: a replacement takes the slot of the worker it replaces. */
+  slot: number;
   app: string;
   mode: Mode;
   parentPid: number;

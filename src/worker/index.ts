@@ -30,6 +30,11 @@ export function workerId(): number {
   return state.id;
 }
 
+/** This worker's slot 0..max-1: stable across replacements, unlike workerId(). */
+export function workerSlot(): number {
+  return state.slot;
+}
+
 export const isWorker = (): boolean => state.id >= 0;
 
 /**

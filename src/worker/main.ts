@@ -61,6 +61,7 @@ addon.watchParent(config.parentPid, ORPHAN_DEADLINE_MS + 50);
 
 addon.raiseFdLimit();
 state.id = config.id;
+state.slot = config.slot;
 const boardBuffer = addon.mapScoreboard(SCOREBOARD_FD);
 const board = new Int32Array(boardBuffer);
 // The loop's state (asleep in poll, or awake since t), its busy time and RSS reach the

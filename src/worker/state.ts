@@ -5,8 +5,10 @@
 import type { Server } from 'node:net';
 
 export const state = {
-  /** This worker's id (0-based slot), or -1 outside a herdless worker. */
+  /** This worker's id (unique for the primary's life), or -1 outside a herdless worker. */
   id: -1,
+  /** Its slot 0..max-1, reused by its replacement; -1 outside a herdless worker. */
+  slot: -1,
   /** A server handed to serve() while the app module loaded. */
   served: undefined as Server | undefined,
   /** Promises the dispatcher waits for before sending connections. */

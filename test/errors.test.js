@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { Dispatcher, ErrorCodes } = require('..');
+const { Dispatcher } = require('..');
 const { assertNoChildren, childrenOf, listeningSockets } = require('./helpers');
 
 const app = require.resolve('./fixtures/pid.js');
@@ -172,10 +172,5 @@ describe('start errors', function () {
   it('leaves no children behind across all the failures above', () => {
     assert.deepEqual(childrenOf(process.pid), []);
   });
-
-  it('documents every error code in the README', () => {
-    const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
-    for (const code of Object.keys(ErrorCodes)) assert.ok(readme.includes(`\`${code}\``), `${code} missing from README`);
-    for (const [, code] of readme.matchAll(/`(ERR_HERDLESS_[A-Z_]+)`/g)) assert.ok(code in ErrorCodes, `README lists unknown ${code}`);
-  });
+  // Every code is in docs/configuration.md's catalogue: test/docs-tables.test.js.
 });

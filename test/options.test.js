@@ -7,13 +7,12 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Dispatcher } = require('..');
-const { OPTION_NAMES, LISTEN_OPTION_NAMES } = require('../lib/primary/options');
 const { runCli, started, killAll } = require('./ship/cli-proc');
 const { get } = require('./helpers');
 
 const app = require.resolve('./fixtures/pid.js');
 const local = { port: 0, host: '127.0.0.1' };
-const README = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+// The options table in docs/configuration.md is checked against OPTION_NAMES by test/docs-tables.test.js.
 
 /** Asserts `promise` rejects with ERR_HERDLESS_INVALID_OPTION for `option`, suggesting `suggestion`. */
 async function rejectsUnknown(promise, option, suggestion) {
@@ -51,16 +50,6 @@ describe('strict option names', function () {
       assert.match(err.message, /known options: app, listen, min, max/);
       return true;
     });
-  });
-
-  it('every documented option is known, and every known option is documented', () => {
-    const table = README.slice(README.indexOf('### Options'), README.indexOf('###', README.indexOf('### Options') + 4));
-    const documented = table.split('\n').filter((l) => l.startsWith('| `')).flatMap((l) => [...l.split('|')[1].matchAll(/`(\w+)`/g)].map((m) => m[1]));
-    assert.ok(documented.length >= 15, `only ${documented.length} options found in the README table`);
-    for (const name of documented) assert.ok(name in OPTION_NAMES, `README documents "${name}", which Dispatcher.start() rejects`);
-    for (const name of Object.keys(OPTION_NAMES)) assert.ok(README.includes(`\`${name}\``), `option "${name}" is not in the README`);
-    const listenRow = table.split('\n').find((l) => l.startsWith('| `listen`'));
-    for (const name of Object.keys(LISTEN_OPTION_NAMES)) assert.ok(listenRow.includes(name), `listen's "${name}" is not in the README table`);
   });
 
   it('every option at once is accepted, and the pool serves', async () => {

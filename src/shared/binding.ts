@@ -153,7 +153,6 @@ export function loadAddon(): Addon {
       `herdless runs on Linux only (this is ${process.platform}): it relies on epoll, accept4 and SCM_RIGHTS.`,
     );
   }
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
   const loaded = require('node-gyp-build')(path.join(__dirname, '..', '..')) as Addon | { supported: false };
   if (!loaded.supported) {
     throw new HerdlessError('ERR_HERDLESS_UNSUPPORTED_PLATFORM', 'herdless was built without Linux support.');

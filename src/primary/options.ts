@@ -50,6 +50,8 @@ export interface DispatcherOptions {
   env?: Record<string, string>;
   /** Node flags for workers (default: none). */
   execArgv?: string[];
+  /** The app's own arguments: process.argv.slice(2) in each worker (default: none). */
+  args?: string[];
   /** Dynamic sizing between min and max; see src/scaling.ts and the README. */
   scale?: Partial<ScaleConfig>;
   /** Replace a worker gracefully after about this many requests (10% jitter). */
@@ -103,6 +105,7 @@ export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
   startTimeout: true,
   env: true,
   execArgv: true,
+  args: true,
   scale: true,
   maxRequestsPerWorker: true,
   maxMemory: true,
@@ -163,6 +166,7 @@ export interface NormalizedOptions {
   startTimeout: number;
   env: Record<string, string>;
   execArgv: string[];
+  args: string[];
   scale: ScaleConfig;
   metrics: { port: number; host?: string } | undefined;
   maxRequestsPerWorker: number;
@@ -321,6 +325,9 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
   if (o.execArgv !== undefined && !(Array.isArray(o.execArgv) && o.execArgv.every((a) => typeof a === 'string'))) {
     throw invalidOption('execArgv', 'expected an array of strings');
   }
+  if (o.args !== undefined && !(Array.isArray(o.args) && o.args.every((a) => typeof a === 'string'))) {
+    throw invalidOption('args', 'expected an array of strings');
+  }
 
   return {
     scale: normalizeScale(o.scale),
@@ -342,6 +349,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     startTimeout: intOption('startTimeout', o.startTimeout, 30_000, 1),
     env: (o.env as Record<string, string>) ?? {},
     execArgv: (o.execArgv as string[]) ?? [],
+    args: (o.args as string[]) ?? [],
     serverTimeouts: {
       headersTimeout: optionalInt('headersTimeout', o.headersTimeout),
       requestTimeout: optionalInt('requestTimeout', o.requestTimeout),

@@ -142,6 +142,7 @@ export class WorkerHandle extends EventEmitter {
         id,
         slot,
         app: opts.app,
+        args: opts.args,
         mode: opts.mode,
         parentPid: process.pid,
         sources,

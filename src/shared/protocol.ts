@@ -34,6 +34,8 @@ export interface WorkerConfig {
   /** Stable slot 0..max-1: a replacement takes the slot of the worker it replaces. */
   slot: number;
   app: string;
+  /** The app's own arguments: process.argv.slice(2) in the worker. */
+  args?: string[];
   mode: Mode;
   parentPid: number;
   sources: WorkerSource[];

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { runAsMain } from './run-main';
 import { state } from './state';
 
 export class AppLoadError extends Error {}
@@ -57,10 +57,11 @@ function unreadable(file: string): AppLoadError | undefined {
   }
 }
 
-export async function loadApp(file: string): Promise<net.Server> {
+/** Runs `file` as the main module with `args` as its arguments; its server, not listening. */
+export async function loadApp(file: string, args: readonly string[]): Promise<net.Server> {
   let mod: unknown;
   try {
-    mod = await import(pathToFileURL(file).href);
+    mod = await runAsMain(file, args);
   } catch (err) {
     throw unreadable(file) ?? err;
   }

@@ -3,9 +3,12 @@
  *
  * Life cycle: read config -> tie our life to the primary's -> load the app -> wait for its
  * readiness -> open our inboxes -> tell the primary 'ready' -> serve -> on 'drain' (or
- * SIGTERM, server.close(), or the primary vanishing): stop taking connections, run the
- * app's onShutdown hooks, let open connections finish, exit once both are done (or at the
- * deadline).
+ * SIGTERM, or the primary vanishing): stop taking connections, run the app's onShutdown
+ * hooks, let open connections finish, exit once both are done (or at the deadline).
+ *
+ * What the app does itself ends as in plain Node: server.close() stops this worker's share
+ * and the process ends when nothing is left in its event loop (or at the deadline the
+ * primary sets); an app with its own SIGTERM handler decides what SIGTERM means.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -13,6 +16,7 @@ import { loadAddon, type NativeInbox } from '../shared/binding';
 import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../shared/protocol';
 import { Score } from '../shared/scoreboard';
 import { Intake } from './intake';
+import { becomeClusterWorker } from './cluster-worker';
 import { attachListenHandle, ListenHandleError } from './listen-handle';
 import { loadApp, AppLoadError } from './load-app';
 import { shutdownHooksPending, startShutdownHooks } from './shutdown-hooks';
@@ -122,6 +126,8 @@ function applyTimeouts(server: net.Server): void {
 }
 
 let draining = false;
+/** The app closed its server: the process ends when its event loop is empty, as in Node. */
+let endsOnItsOwn = false;
 let deadlineAt = Infinity;
 let deadlineTimer: NodeJS.Timeout | undefined;
 
@@ -138,8 +144,8 @@ function setDeadline(ms: number): void {
   deadlineTimer.unref();
 }
 
-function drain(reason: ShutdownReason, deadlineMs?: number): void {
-  if (deadlineMs !== undefined) setDeadline(deadlineMs);
+/** Take no more connections: close our inboxes and tell the primary to send none. */
+function stopTaking(): void {
   if (draining) return;
   draining = true;
   send({ herdless: 'draining' });
@@ -147,11 +153,30 @@ function drain(reason: ShutdownReason, deadlineMs?: number): void {
   // that the kernel queues no more connections on it for us.
   for (const inbox of inboxes) inbox.close(true);
   if (intake) intake.draining = true;
+}
+
+/**
+ * The app called server.close(): its onShutdown hooks run, and from here on herdless holds
+ * nothing that keeps the process alive (the IPC channel, its timers), so it ends when the
+ * app's own work does. The primary answers 'draining' with a 'drain' that sets the deadline.
+ */
+function appClosed(): void {
+  endsOnItsOwn = true;
+  drain('closed');
+  (process.channel as { unref?: () => void } | undefined)?.unref?.();
+}
+
+let drainStarted = false;
+function drain(reason: ShutdownReason, deadlineMs?: number): void {
+  if (deadlineMs !== undefined) setDeadline(deadlineMs);
+  if (drainStarted) return;
+  drainStarted = true;
+  stopTaking();
   const server = intake?.server as (net.Server & { closeIdleConnections?: () => void }) | undefined;
   const sessions = http2Sessions;
   const started = Date.now();
   const check = () => {
-    if ((intake?.sockets.size ?? 0) === 0 && shutdownHooksPending() === 0) process.exit(0);
+    if ((intake?.sockets.size ?? 0) === 0 && shutdownHooksPending() === 0 && !endsOnItsOwn) process.exit(0);
     if (!server) return;
     // Busy keep-alive clients get "Connection: close" on their next response and leave
     // cleanly; only after a grace period are idle ones closed (closing a connection the
@@ -162,15 +187,17 @@ function drain(reason: ShutdownReason, deadlineMs?: number): void {
   // The hooks run while connections finish; the exit waits for both.
   startShutdownHooks(reason, check);
   check();
-  setInterval(check, DRAIN_POLL_MS);
+  const poll = setInterval(check, DRAIN_POLL_MS);
+  if (endsOnItsOwn) poll.unref();
 }
 
 const http2Sessions = new Set<{ close(): void; once(e: string, f: () => void): void }>();
 
 async function main(): Promise<void> {
   let server: net.Server;
+  becomeClusterWorker(config!.slot, () => drain('closed'));
   try {
-    server = await loadApp(config!.app);
+    server = await loadApp(config!.app, config!.args ?? []);
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
     const message = e instanceof AppLoadError ? e.message : `the app module threw while loading: ${e.message}`;
@@ -184,7 +211,7 @@ async function main(): Promise<void> {
   tightenConnectionChecks(server);
   try {
     // server.close() from the app means what it means in Node: take no more connections.
-    attachListenHandle(server, config!.listeners[0], () => drain('closed'));
+    attachListenHandle(server, config!.listeners[0], appClosed);
   } catch (err) {
     if (!(err instanceof ListenHandleError)) throw err;
     const exit = () => process.exit(EXIT_APP_LOAD);
@@ -208,10 +235,15 @@ process.on('disconnect', () => drain('primary-gone', ORPHAN_DEADLINE_MS));
 // SIGTERM from a supervisor reaches every process: drain; if orphaned (the kernel sends it
 // when the primary dies), within a second. Otherwise the primary, told we are draining,
 // sends the deadline.
-process.on('SIGTERM', () => {
+// An app with SIGTERM handlers of its own owns SIGTERM, as in plain Node (they run after
+// this one, hence the look once the emit is over).
+const onSigterm = () => {
   if (primaryGone()) drain('primary-gone', ORPHAN_DEADLINE_MS);
-  else drain('signal');
-});
+  else setImmediate(() => {
+    if (!process.listeners('SIGTERM').some((f) => f !== onSigterm)) drain('signal');
+  });
+};
+process.on('SIGTERM', onSigterm);
 
 /**
  * The kernel sends the death signal when the thread that spawned us exits, which for a

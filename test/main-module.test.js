@@ -168,6 +168,48 @@ describe('shutdown as in plain Node', function () {
     assert.doesNotMatch(cli.log(), /exit/);
   });
 
+  it("herdless's own stop gives the app's SIGTERM handler the SIGTERM, as cluster's worker.kill() and pm2 do", async () => {
+    const cli = runCli([...LOCAL, '-w', '2', path.join(APPS, 'sigterm-app.js')], { env: { SIGTERM_MODE: 'close' } });
+    const { port, pid } = await started(cli);
+    await waitUntil(() => childPids(pid).length === 2);
+    const workers = childPids(pid);
+    assert.equal((await get(port, '/')).status, 200);
+    const t0 = Date.now();
+    cli.child.kill('SIGTERM');
+    const { code } = await cli.exited;
+    assert.equal(code, 0, cli.log());
+    assert.ok(Date.now() - t0 < 10000, 'the stop waited for the deadline');
+    for (const w of workers) {
+      const lines = cli.log().split('\n').filter((l) => l.startsWith(`sigterm-app ${w}`)).map((l) => l.split(' ').slice(2).join(' '));
+      assert.deepEqual(lines, ['SIGTERM', 'closed', 'exit 0'], `worker ${w}:\n${cli.log()}`);
+    }
+  });
+
+  it("herdless's stop, an app whose SIGTERM handler only logs: the worker ends once nothing is left to do", async () => {
+    const cli = runCli([...LOCAL, '-w', '1', '--shutdown-timeout', '20000', path.join(APPS, 'sigterm-app.js')], { env: { SIGTERM_MODE: 'log' } });
+    const { port } = await started(cli);
+    const worker = Number((await get(port, '/')).body);
+    const t0 = Date.now();
+    cli.child.kill('SIGTERM');
+    const { code } = await cli.exited;
+    assert.equal(code, 0);
+    assert.ok(Date.now() - t0 < 10000, 'the stop waited for the deadline');
+    assert.match(cli.log(), new RegExp(`sigterm-app ${worker} SIGTERM\\nsigterm-app ${worker} exit 0`));
+  });
+
+  it("herdless's stop, an app whose SIGTERM handler keeps it alive: ended at the shutdown deadline", async () => {
+    const cli = runCli([...LOCAL, '-w', '1', '--shutdown-timeout', '1500', path.join(APPS, 'sigterm-app.js')], { env: { SIGTERM_MODE: 'linger' } });
+    const { port } = await started(cli);
+    const worker = Number((await get(port, '/')).body);
+    const t0 = Date.now();
+    cli.child.kill('SIGTERM');
+    await cli.exited;
+    const took = Date.now() - t0;
+    assert.match(cli.log(), new RegExp(`sigterm-app ${worker} SIGTERM`));
+    assert.ok(took >= 1000 && took < 8000, `stopped after ${took} ms`);
+    assert.equal(processGroup(cli.pid).length, 0);
+  });
+
   it('without a handler of its own, SIGTERM to a worker is still herdless\'s graceful drain', async () => {
     const cli = runCli([...LOCAL, '-w', '1', path.join(APPS, 'close-plain.js')]);
     const { port } = await started(cli);

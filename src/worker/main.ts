@@ -12,6 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import { loadAddon, type NativeInbox } from '../shared/binding';
 import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../shared/protocol';
 import { Score } from '../shared/scoreboard';
@@ -161,9 +162,20 @@ function stopTaking(): void {
  * app's own work does. The primary answers 'draining' with a 'drain' that sets the deadline.
  */
 function appClosed(): void {
-  endsOnItsOwn = true;
+  letProcessEnd();
   drain('closed');
+}
+
+let drainPoll: NodeJS.Timeout | undefined;
+function letProcessEnd(): void {
+  endsOnItsOwn = true;
+  drainPoll?.unref();
   (process.channel as { unref?: () => void } | undefined)?.unref?.();
+}
+
+/** The app registered SIGTERM handlers of its own (beyond ours). */
+function appHandles(signal: 'SIGTERM'): boolean {
+  return process.listeners(signal).some((f) => f !== onSigterm);
 }
 
 let drainStarted = false;
@@ -187,8 +199,8 @@ function drain(reason: ShutdownReason, deadlineMs?: number): void {
   // The hooks run while connections finish; the exit waits for both.
   startShutdownHooks(reason, check);
   check();
-  const poll = setInterval(check, DRAIN_POLL_MS);
-  if (endsOnItsOwn) poll.unref();
+  drainPoll = setInterval(check, DRAIN_POLL_MS);
+  if (endsOnItsOwn) drainPoll.unref();
 }
 
 const http2Sessions = new Set<{ close(): void; once(e: string, f: () => void): void }>();
@@ -228,7 +240,16 @@ async function main(): Promise<void> {
 }
 
 process.on('message', (m) => {
-  if (isPrimaryMessage(m) && m.herdless === 'drain') drain(m.reason ?? 'shutdown', m.deadline);
+  if (!isPrimaryMessage(m) || m.herdless !== 'drain') return;
+  // The primary retires us (stop, reload, recycle...): an app with a SIGTERM handler of its
+  // own gets SIGTERM, as `cluster`'s worker.kill() and pm2 give it, and ends itself (or the
+  // deadline ends it); the drain still stops our intake and runs the onShutdown hooks.
+  const toApp = m.reason !== 'closed' && !drainStarted && appHandles('SIGTERM');
+  if (toApp) letProcessEnd();
+  drain(m.reason ?? 'shutdown', m.deadline);
+  // Emitted, not raised: a real signal arrives a loop turn later, and with our intake closed
+  // and the channel unref'd the loop may have nothing left to wait for by then.
+  if (toApp) (process.emit as (event: string, ...args: unknown[]) => boolean)('SIGTERM', 'SIGTERM', os.constants.signals.SIGTERM);
 });
 // The primary is gone (its IPC end closed): finish quickly.
 process.on('disconnect', () => drain('primary-gone', ORPHAN_DEADLINE_MS));
@@ -237,12 +258,12 @@ process.on('disconnect', () => drain('primary-gone', ORPHAN_DEADLINE_MS));
 // sends the deadline.
 // An app with SIGTERM handlers of its own owns SIGTERM, as in plain Node (they run after
 // this one, hence the look once the emit is over).
-const onSigterm = () => {
+function onSigterm(): void {
   if (primaryGone()) drain('primary-gone', ORPHAN_DEADLINE_MS);
   else setImmediate(() => {
-    if (!process.listeners('SIGTERM').some((f) => f !== onSigterm)) drain('signal');
+    if (!appHandles('SIGTERM')) drain('signal');
   });
-};
+}
 process.on('SIGTERM', onSigterm);
 
 /**

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -31,6 +32,9 @@ void Acceptor::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod<&Acceptor::WatchActivity>("watchActivity"),
                                         InstanceMethod<&Acceptor::SetRoute>("setRoute"),
                                         InstanceMethod<&Acceptor::SetProxyProtocol>("setProxyProtocol"),
+                                        InstanceMethod<&Acceptor::AddListener>("addListener"),
+                                        InstanceMethod<&Acceptor::RemoveListener>("removeListener"),
+                                        InstanceMethod<&Acceptor::JoinListener>("joinListener"),
                                     });
   exports.Set("Acceptor", ctor);
 }
@@ -44,6 +48,8 @@ Acceptor::Acceptor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Acceptor>(
   stall_ms_ = info[2].As<Napi::Number>().Uint32Value();
 
   dead_.assign(listeners_.size(), false);
+  open_to_all_.assign(listeners_.size(), true);
+  members_.resize(listeners_.size());
 
   // A constructor that throws never runs the destructor: every fd is held here until the
   // last step that can fail is behind us.
@@ -265,16 +271,78 @@ Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   // peer waits that second in the kernel (holding no fd of ours), then the rest of its
   // proxyTimeout here. Not for a proxyTimeout under 2 s, where the kernel's one-second steps
   // would blur it; best effort: without it, headers are read from the epoll set as they come.
-  constexpr int kDeferS = 1;
   deferred_ms_.assign(listeners_.size(), 0);
-  for (size_t i = 0; i < listeners_.size() && timeout_ms >= 2000; i++) {
-    sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(listeners_[i], reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
-    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) continue;
-    int defer_s = kDeferS;
-    if (setsockopt(listeners_[i], IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) == 0) deferred_ms_[i] = kDeferS * 1000;
+  for (size_t i = 0; i < listeners_.size() && timeout_ms >= 2000; i++) DeferAccept(i);
+  return info.Env().Undefined();
+}
+
+void Acceptor::DeferAccept(size_t i) {
+  constexpr int kDeferS = 1;
+  if (listeners_[i] < 0 || proxy_.TimeoutMs() < 2000) return;
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(listeners_[i], reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return;
+  int defer_s = kDeferS;
+  if (setsockopt(listeners_[i], IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) == 0) deferred_ms_[i] = kDeferS * 1000;
+}
+
+// addListener(fd) -> index: a listener the app opened in a worker (listen()), watched from
+// now on, running or not. Its connections go only to the workers that join it.
+Napi::Value Acceptor::AddListener(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  size_t index;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (epoll_fd_ < 0) throw Napi::Error::New(env, "the acceptor was stopped");
+    index = listeners_.size();
+    epoll_event ev{};
+    ev.events = listeners_armed_ ? EPOLLIN | EPOLLRDHUP : 0;
+    ev.data.u64 = index;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) throw ErrnoError(env, errno, "epoll_ctl", "listener fd " + std::to_string(fd));
+    listeners_.push_back(fd);
+    dead_.push_back(false);
+    open_to_all_.push_back(false);
+    members_.emplace_back();
+    if (proxy_.Enabled()) {
+      deferred_ms_.push_back(0);
+      DeferAccept(index);
+    }
   }
+  return Napi::Number::New(env, static_cast<double>(index));
+}
+
+// removeListener(index): stop watching an app-opened listener. After this returns the thread
+// never touches its fd again (the caller closes it); connections of it still waiting here go
+// to its members if any remain, else are closed.
+Napi::Value Acceptor::RemoveListener(const Napi::CallbackInfo& info) {
+  uint32_t index = info[0].As<Napi::Number>().Uint32Value();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (index >= listeners_.size() || listeners_[index] < 0) return Napi::Boolean::New(info.Env(), false);
+  if (!dead_[index] && epoll_fd_ >= 0 && epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listeners_[index], nullptr) != 0) {
+    // Not in the set (it failed earlier): nothing to remove.
+  }
+  listeners_[index] = -1;
+  dead_[index] = true;
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// joinListener(index, workerId, joined): the worker's app listens on this listener (or no
+// longer does). A worker may join before addWorker() (it listens while its app loads).
+Napi::Value Acceptor::JoinListener(const Napi::CallbackInfo& info) {
+  uint32_t index = info[0].As<Napi::Number>().Uint32Value();
+  int id = info[1].As<Napi::Number>().Int32Value();
+  bool joined = info[2].ToBoolean();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (index >= members_.size()) throw Napi::RangeError::New(info.Env(), "no such listener");
+    std::vector<int>& m = members_[index];
+    auto it = std::find(m.begin(), m.end(), id);
+    if (joined && it == m.end()) m.push_back(id);
+    if (!joined && it != m.end()) m.erase(it);
+  }
+  Wake();  // its backlog may have waited for a member
   return info.Env().Undefined();
 }
 

@@ -23,7 +23,8 @@ const EXIT_USAGE = 2;
 const EXIT_START = 1;
 const EARLY_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const;
 
-function listenOptions(args: CliArgs, config: FileConfig, upgradeFds: ListenOption[] | undefined): ListenOption[] {
+/** undefined: none given, so the app's own listen() calls say where (or $PORT / 8080 for a handler). */
+function listenOptions(args: CliArgs, config: FileConfig, upgradeFds: ListenOption[] | undefined): ListenOption[] | undefined {
   const listen: ListenOption[] = [];
   if (args.port !== undefined) listen.push(args.host === undefined ? { port: args.port } : { port: args.port, host: args.host });
   if (args.unix !== undefined) listen.push({ path: args.unix });
@@ -33,7 +34,7 @@ function listenOptions(args: CliArgs, config: FileConfig, upgradeFds: ListenOpti
   else listen.push(...binds, ...systemdListeners());
   if (listen.length > 0) return listen;
   if (config.listen !== undefined) return ([] as ListenOption[]).concat(config.listen);
-  return [{ port: Number(process.env.PORT ?? 8080) }];
+  return undefined;
 }
 
 function metricsAddress(value: FileConfig['metrics']): { port: number; host?: string } | undefined {
@@ -48,7 +49,7 @@ function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer |
   const a = d.address();
   const where = a === null ? 'an inherited socket' : typeof a === 'string' ? `unix:${a}` : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   const mode = opts.mode ?? 'dispatch';
-  const count = ([] as ListenOption[]).concat(opts.listen).length;
+  const count = Math.max(1, d.stats().listeners.length);
   const more = count > 1 ? ` and ${count - 1} more` : '';
   const m = metrics ? `, metrics on :${metrics.address().port}` : '';
   log.info('listening', { address: a, size: d.size, mode, metrics: metrics?.address().port }, `listening on ${where}${more} (${d.size} worker${d.size === 1 ? '' : 's'}, mode ${mode}, pid ${process.pid}${m})`);
@@ -109,8 +110,9 @@ async function main(argv: string[]): Promise<void> {
       ...args.options,
       scale: { ...base.scale, ...args.options.scale },
       app,
-      listen: sealInherited(listenOptions(args, config, upgradeFds)),
     };
+    const listen = listenOptions(args, config, upgradeFds);
+    if (listen !== undefined) opts.listen = sealInherited(listen);
     const { min, max, mode } = normalizeOptions(opts);
     const metricsAt = metricsAddress(args.metrics ?? metricsConfig);
     d = await Dispatcher.start(opts);

@@ -33,7 +33,11 @@ export type ListenOption = TcpListen | UnixListen | FdListen;
 export interface DispatcherOptions {
   /** Absolute path (or specifier resolvable from the current directory) of the module each worker runs. */
   app: string;
-  listen: ListenOption | ListenOption[];
+  /**
+   * Where to listen. Omitted (mode 'dispatch'): wherever the app's own listen() calls say;
+   * an app that exports a handler instead is served on $PORT, or 8080.
+   */
+  listen?: ListenOption | ListenOption[];
   /** Fewest worker processes (default 1). */
   min?: number;
   /** Most worker processes (default: the number of CPUs, at least `min`). */
@@ -299,10 +303,13 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
   if (!MODES.includes(mode)) throw invalidOption('mode', `expected one of ${MODES.join(', ')}, got ${String(o.mode)}`);
 
   const backlog = intOption('backlog', o.backlog, 511, 1, 2 ** 31 - 1);
-  if (o.listen === undefined || o.listen === null) throw invalidOption('listen', 'required: { port, host }, { path } or { fd }');
+  if (o.listen === null) throw invalidOption('listen', 'expected { port, host }, { path } or { fd }, or none (the app listens itself)');
+  if (o.listen === undefined && mode !== 'dispatch') {
+    throw invalidOption('listen', `required with mode "${mode}": only mode "dispatch" serves what the app's own listen() opens`);
+  }
   const many = Array.isArray(o.listen);
-  const entries = many ? (o.listen as unknown[]) : [o.listen];
-  if (entries.length === 0) throw invalidOption('listen', 'expected at least one address');
+  const entries = o.listen === undefined ? [] : many ? (o.listen as unknown[]) : [o.listen];
+  if (o.listen !== undefined && entries.length === 0) throw invalidOption('listen', 'expected at least one address');
   const listen = entries.map((e, i) => normalizeListen(e, i, backlog, many));
   if (mode === 'reuseport' && listen.some((l) => l.kind !== 'tcp')) {
     throw invalidOption('mode', '"reuseport" works with TCP listeners only ({ port, host })');

@@ -15,7 +15,7 @@ import { handleSignals } from './signals';
 import { Dispatcher } from '../primary/dispatcher';
 import { invalidOption } from '../shared/errors';
 import { answerUpgrade, deferUpgradeAnswer, metricsKey, upgradedFrom } from '../primary/inherited';
-import { startMetricsServer, type MetricsServer } from '../primary/metrics';
+import type { MetricsServer } from '../primary/metrics';
 import { normalizeOptions, type DispatcherOptions, type ListenOption } from '../primary/options';
 
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
@@ -152,7 +152,8 @@ async function main(argv: string[]): Promise<void> {
       const code = (err as { code?: string }).code;
       if (code === 'ERR_HERDLESS_ACCEPT' || (code === 'ERR_HERDLESS_CRASH_LOOP' && running.size === 0)) controls.stop(code, EXIT_START);
     });
-    if (metricsAt) metrics = await startMetricsServer(d, { ...metricsAt, ready: () => !controls.stopping && running.size >= 1 });
+    // Loaded only when asked for: prom-client takes longer to load than the rest of the CLI.
+    if (metricsAt) metrics = await (await import('../primary/metrics.js')).startMetricsServer(d, { ...metricsAt, ready: () => !controls.stopping && running.size >= 1 });
     // Once the new primary of an upgrade serves, it alone answers /healthz and /metrics: this
     // one, draining, would answer 503 to a load balancer's check and pull the host out.
     d.once('upgraded', () => void metrics?.close());

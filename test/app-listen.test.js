@@ -231,3 +231,38 @@ describe('listen() in a worker goes to the primary', function () {
     await get(ports(d)[0]);
   });
 });
+
+describe('zero-config CLI: herdless server.js', function () {
+  this.timeout(30000);
+  const { runCli, started, childPids, killAll } = require('./ship/cli-proc');
+  afterEach(() => killAll());
+
+  it('serves whatever the app listens on, from every worker, with no --port', async () => {
+    const cli = runCli(['-w', '2', fixture('plain.js')], { env: { PORT: '0', HOST: '127.0.0.1' } });
+    const { port, size } = await started(cli);
+    assert.equal(size, 2);
+    const answers = await spread(port);
+    const pids = new Set(answers.map((a) => a.pid));
+    assert.equal(pids.size, 2, `served by ${[...pids]}`);
+    const workers = childPids(cli.pid);
+    for (const pid of pids) assert.ok(workers.includes(pid), `${pid} is not a worker of the CLI`);
+    assert.ok(answers.every((a) => a.address.port === port && a.calls === 1));
+    cli.child.kill('SIGTERM');
+    assert.deepEqual(await cli.exited, { code: 0, signal: null });
+  });
+
+  it('two ports, both served; the banner names the first and counts the rest', async () => {
+    const cli = runCli(['-w', '2', fixture('two.js')]);
+    const m = await cli.waitLog(/listening on http:\/\/127\.0\.0\.1:(\d+) and 1 more \(2 workers/);
+    const api = JSON.parse((await get(Number(m[1]))).text);
+    assert.equal(api.name, 'api');
+  });
+
+  it('an app that neither exports a handler nor listens: ERR_HERDLESS_APP_LOAD within --start-timeout, exit 1', async () => {
+    const cli = runCli(['-w', '1', '--start-timeout', '1500', require.resolve('./fixtures/nothing.js')]);
+    const { code } = await cli.exited;
+    assert.equal(code, 1, cli.log());
+    assert.match(cli.log(), /ERR_HERDLESS_APP_LOAD/);
+    assert.match(cli.log(), /neither called listen\(\) within startTimeout/);
+  });
+});

@@ -9,9 +9,11 @@ import type { DispatcherOptions, Mode, Route } from '../primary/options';
 
 export const USAGE = `Usage: herdless [options] <app>
 
-  <app>                    module each worker runs (request listener, server, or factory)
+  <app>                    module each worker runs: a server that calls listen() itself (as
+                           under node or cluster), or a request listener, server or factory
 
-Listening (repeatable; default: $PORT or 8080 on all interfaces):
+Listening (repeatable; default: wherever the app's own listen() calls say, as under
+cluster; an app that exports a handler instead: $PORT or 8080 on all interfaces):
   -p, --port <n>           TCP port (0 picks a free one)
       --host <addr>        host for --port
       --unix <path>        Unix socket

@@ -258,6 +258,20 @@ describe('zero-config CLI: herdless server.js', function () {
     assert.equal(api.name, 'api');
   });
 
+  it('SIGUSR2 hands the app-opened listeners to the new primary: listen(0) keeps its port', async () => {
+    const cli = runCli(['-w', '2', fixture('plain.js')], { env: { PORT: '0', HOST: '127.0.0.1' } });
+    const { port } = await started(cli);
+    const before = JSON.parse((await get(port)).text).pid;
+    cli.child.kill('SIGUSR2');
+    const newPid = Number((await cli.waitLog(/stopped; pid (\d+) serves now/, 30000))[1]);
+    assert.deepEqual(await cli.exited, { code: 0, signal: null }, cli.log());
+    const after = JSON.parse((await get(port)).text);
+    assert.notEqual(after.pid, before);
+    const stat = fs.readFileSync(`/proc/${after.pid}/stat`, 'utf8');
+    assert.equal(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), newPid, 'served by a worker of the new primary');
+    assert.equal(after.address.port, port);
+  });
+
   it('an app that neither exports a handler nor listens: ERR_HERDLESS_APP_LOAD within --start-timeout, exit 1', async () => {
     const cli = runCli(['-w', '1', '--start-timeout', '1500', require.resolve('./fixtures/nothing.js')]);
     const { code } = await cli.exited;

@@ -251,6 +251,14 @@ describe('zero-config CLI: herdless server.js', function () {
     assert.deepEqual(await cli.exited, { code: 0, signal: null });
   });
 
+  it('with --port given, an app that listens itself serves that port too, from its first server', async () => {
+    const cli = runCli(['-w', '2', '--host', '127.0.0.1', '--port', '0', fixture('plain.js')], { env: { HOST: '127.0.0.1' } });
+    const { port } = await started(cli);
+    const a = JSON.parse((await get(port)).text);
+    assert.equal(a.localPort, port);
+    assert.notEqual(a.address.port, port, "address() is the app's own listener");
+  });
+
   it('two ports, both served; the banner names the first and counts the rest', async () => {
     const cli = runCli(['-w', '2', fixture('two.js')]);
     const m = await cli.waitLog(/listening on http:\/\/127\.0\.0\.1:(\d+) and 1 more \(2 workers/);

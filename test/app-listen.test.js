@@ -231,3 +231,133 @@ describe('listen() in a worker goes to the primary', function () {
     await get(ports(d)[0]);
   });
 });
+
+describe('zero-config CLI: herdless server.js', function () {
+  this.timeout(30000);
+  const { runCli, started, childPids, killAll } = require('./ship/cli-proc');
+  afterEach(() => killAll());
+
+  it('serves whatever the app listens on, from every worker, with no --port', async () => {
+    const cli = runCli(['-w', '2', fixture('plain.js')], { env: { PORT: '0', HOST: '127.0.0.1' } });
+    const { port, size } = await started(cli);
+    assert.equal(size, 2);
+    const answers = await spread(port);
+    const pids = new Set(answers.map((a) => a.pid));
+    assert.equal(pids.size, 2, `served by ${[...pids]}`);
+    const workers = childPids(cli.pid);
+    for (const pid of pids) assert.ok(workers.includes(pid), `${pid} is not a worker of the CLI`);
+    assert.ok(answers.every((a) => a.address.port === port && a.calls === 1));
+    cli.child.kill('SIGTERM');
+    assert.deepEqual(await cli.exited, { code: 0, signal: null });
+  });
+
+  it('with --port given, an app that listens itself serves that port too, from its first server', async () => {
+    const cli = runCli(['-w', '2', '--host', '127.0.0.1', '--port', '0', fixture('plain.js')], { env: { HOST: '127.0.0.1' } });
+    const { port } = await started(cli);
+    const a = JSON.parse((await get(port)).text);
+    assert.equal(a.localPort, port);
+    assert.notEqual(a.address.port, port, "address() is the app's own listener");
+  });
+
+  it('two ports, both served; the banner names the first and counts the rest', async () => {
+    const cli = runCli(['-w', '2', fixture('two.js')]);
+    const m = await cli.waitLog(/listening on http:\/\/127\.0\.0\.1:(\d+) and 1 more \(2 workers/);
+    const api = JSON.parse((await get(Number(m[1]))).text);
+    assert.equal(api.name, 'api');
+  });
+
+  it('SIGUSR2 hands the app-opened listeners to the new primary: listen(0) keeps its port', async () => {
+    const cli = runCli(['-w', '2', fixture('plain.js')], { env: { PORT: '0', HOST: '127.0.0.1' } });
+    const { port } = await started(cli);
+    const before = JSON.parse((await get(port)).text).pid;
+    cli.child.kill('SIGUSR2');
+    const newPid = Number((await cli.waitLog(/stopped; pid (\d+) serves now/, 30000))[1]);
+    assert.deepEqual(await cli.exited, { code: 0, signal: null }, cli.log());
+    const after = JSON.parse((await get(port)).text);
+    assert.notEqual(after.pid, before);
+    const stat = fs.readFileSync(`/proc/${after.pid}/stat`, 'utf8');
+    assert.equal(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), newPid, 'served by a worker of the new primary');
+    assert.equal(after.address.port, port);
+  });
+
+  it('an app that neither exports a handler nor listens: ERR_HERDLESS_APP_LOAD within --start-timeout, exit 1', async () => {
+    const cli = runCli(['-w', '1', '--start-timeout', '1500', require.resolve('./fixtures/nothing.js')]);
+    const { code } = await cli.exited;
+    assert.equal(code, 1, cli.log());
+    assert.match(cli.log(), /ERR_HERDLESS_APP_LOAD/);
+    assert.match(cli.log(), /neither called listen\(\) within startTimeout/);
+  });
+});
+
+describe('app-opened listeners get what configured ones get', function () {
+  this.timeout(30000);
+  let d;
+  let tmp;
+  beforeEach(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'herdless-al-'))));
+  afterEach(async () => {
+    await d?.close({ timeout: 2000 });
+    d = undefined;
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('reload() under load keeps the listener (same port), with no failed request; resize() grows onto it', async () => {
+    d = await Dispatcher.start({ app: fixture('plain.js'), min: 2, max: 3, env: { PORT: '0', HOST: '127.0.0.1' } });
+    const [port] = ports(d);
+    const old = d.workers().map((w) => w.pid);
+    let stop = false;
+    const load = hammer(100000, 4, async () => (stop ? null : get(port, '/')));
+    await d.reload();
+    await sleep(200);
+    stop = true;
+    const results = await load;
+    assertAllOk(results);
+    assert.deepEqual(ports(d), [port]);
+    const answers = await spread(port);
+    for (const a of answers) assert.ok(!old.includes(a.pid), 'served by the new workers');
+    await d.resize(3);
+    const pids = new Set((await spread(port, 18, '/slow?ms=300')).map((a) => a.pid));
+    assert.equal(pids.size, 3, `served by ${[...pids]}`);
+  });
+
+  it('proxyProtocol and route: client-ip apply to them', async () => {
+    d = await Dispatcher.start({ app: fixture('plain.js'), min: 2, max: 2, proxyProtocol: true, route: 'client-ip', env: { PORT: '0', HOST: '127.0.0.1' } });
+    const [port] = ports(d);
+    const viaProxy = (client) =>
+      new Promise((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1', () => s.write(`PROXY TCP4 ${client} 127.0.0.1 5555 ${port}\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+        let data = '';
+        s.on('data', (c) => (data += c));
+        s.on('end', () => resolve(JSON.parse(data.slice(data.indexOf('\r\n\r\n') + 4))));
+        s.on('error', reject);
+      });
+    const a = await viaProxy('203.0.113.7');
+    assert.equal(a.remoteAddress, '203.0.113.7');
+    const same = new Set();
+    for (let i = 0; i < 6; i++) same.add((await viaProxy('198.51.100.9')).pid);
+    assert.equal(same.size, 1, 'one client address, one worker');
+  });
+
+  it('http2, plain (h2c) and secure', async () => {
+    const http2 = require('node:http2');
+    for (const secure of [false, true]) {
+      if (secure) makeCert(tmp);
+      d = await Dispatcher.start({ app: fixture('h2.js'), min: 2, max: 2, env: secure ? { CERT_DIR: tmp } : {} });
+      const [port] = ports(d);
+      const text = await new Promise((resolve, reject) => {
+        const client = http2.connect(`${secure ? 'https' : 'http'}://127.0.0.1:${port}`, { rejectUnauthorized: false });
+        client.on('error', reject);
+        const req = client.request({ ':path': '/' });
+        let body = '';
+        req.on('data', (c) => (body += c));
+        req.on('end', () => {
+          client.close();
+          resolve(body);
+        });
+        req.end();
+      });
+      assert.match(text, /^h2 \d+ 2\.0$/);
+      await d.close({ timeout: 2000 });
+      d = undefined;
+    }
+  });
+});

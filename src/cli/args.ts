@@ -9,13 +9,15 @@ import type { DispatcherOptions, Mode, Route } from '../primary/options';
 
 export const USAGE = `Usage: herdless [options] <app> [-- app args]
 
-  <app>                    module each worker runs as its main module (an app that calls
-                           listen(), a request listener, a server, or a factory)
+  <app>                    module each worker runs as its main module: a server that calls
+                           listen() itself (as under node or cluster), or a request
+                           listener, server or factory
   -- app args              the app's own arguments (process.argv.slice(2) in each worker)
       --node-args <flags>  Node flags for workers, as one word: --node-args="--import tsx
                            --max-old-space-size=512" (repeatable; pm2's node_args)
 
-Listening (repeatable; default: $PORT or 8080 on all interfaces):
+Listening (repeatable; default: wherever the app's own listen() calls say, as under
+cluster; an app that exports a handler instead: $PORT or 8080 on all interfaces):
   -p, --port <n>           TCP port (0 picks a free one)
       --host <addr>        host for --port
       --unix <path>        Unix socket

@@ -9,6 +9,10 @@
 import type { Addon, NativeAcceptor } from '../shared/binding';
 import type { AppListenSpec, ListenFailure, ListenerInfo } from '../shared/protocol';
 import { closeListeners, type Listener } from './listeners';
+import { takeInherited, takeInheritedPrefix } from './inherited';
+
+/** How an upgrade (SIGUSR2) hands an app listener to the new primary: by the key its workers ask for. */
+const INHERITED_PREFIX = 'app ';
 
 interface AppListener {
   index: number;
@@ -48,7 +52,7 @@ export class AppListeners {
   }
 
   private open(spec: AppListenSpec): AppListener {
-    const listener = openSocket(this.addon, spec);
+    const listener = this.inherited(spec) ?? openSocket(this.addon, spec);
     let index: number;
     try {
       index = this.acceptor.addListener(listener.fd);
@@ -62,6 +66,28 @@ export class AppListeners {
     for (const k of l.keys) this.byKey.set(k, l);
     this.byIndex.set(index, l);
     return l;
+  }
+
+  /** After an upgrade: the old primary's socket for this address, so the port never closes (and listen(0) keeps its port). */
+  private inherited(spec: AppListenSpec): Listener | undefined {
+    const fd = takeInherited(this.addon, INHERITED_PREFIX + keyOf(spec));
+    if (fd === undefined) return undefined;
+    const info = this.addon.socketInfo(fd);
+    if (!info.listening) {
+      this.addon.closeFd(fd);
+      return undefined;
+    }
+    return spec.kind === 'unix' ? { fd, info, socketPath: spec.path, backlog: spec.backlog } : { fd, info, backlog: spec.backlog };
+  }
+
+  /** Once the workers have started: inherited sockets nobody asked for again are closed. */
+  closeUnclaimed(): void {
+    for (const fd of takeInheritedPrefix(this.addon, INHERITED_PREFIX)) this.addon.closeFd(fd);
+  }
+
+  /** What upgrade() hands over: each listener's fd under the key a new worker's listen() asks for. */
+  inheritable(): { fd: number; key: string }[] {
+    return [...this.byIndex.values()].map((l) => ({ fd: l.listener.fd, key: INHERITED_PREFIX + l.keys[0] }));
   }
 
   /** Worker `workerId` no longer listens on `index` (its server closed). */

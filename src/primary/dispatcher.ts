@@ -156,6 +156,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts));
         pool = new Pool(addon, opts, listeners, acceptor, app);
         await pool.start();
+        app.closeUnclaimed();
         self = new Dispatcher(addon, opts, listeners, acceptor, pool, app);
         acceptor.start();
         return await self.startMetrics();
@@ -339,6 +340,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       throw new HerdlessError('ERR_HERDLESS_UPGRADE', 'this primary is PID 1 (a container): when it exits the container stops. Replace the container instead.');
     }
     const sockets: InheritedSocket[] = this.sockets.map((l, i) => ({ fd: l.fd, key: listenKey(this.opts.listen[i]) }));
+    sockets.push(...(this.appListeners?.inheritable() ?? []));
     const metricsFd = this.metrics?.fd();
     if (metricsFd !== undefined && this.opts.metrics) sockets.push({ fd: metricsFd, key: metricsKey(this.opts.metrics) });
     sockets.push(...(options.sockets ?? []));

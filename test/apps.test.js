@@ -209,6 +209,17 @@ describe('real apps, unmodified, under `herdless <file>` (2 workers)', function 
     assert.ok(homes.size >= 2, `every session on one worker (${[...homes]})`);
   });
 
+  it("the cluster docs' self-forking app: every herdless worker listens, none forks", async () => {
+    const port = await freePort();
+    const cli = await start('self-fork-listen.js', { env: { PORT: String(port) }, probe: httpAsk(port) });
+    const answers = await fromPids(httpAsk(port));
+    assert.deepEqual([...answers.values()].map((b) => Number(b.split(' ')[1])).sort(), [1, 2], 'cluster.worker.id');
+    const workers = childPids(cli.pid);
+    assert.equal(workers.length, 2);
+    assert.deepEqual(workers.flatMap((w) => childPids(w)), [], 'a worker forked');
+    assert.doesNotMatch(cli.log() + cli.stdout(), /Primary \d+ is running/);
+  });
+
   it('two servers on two ports; closing one in one worker loses no connection on either', async () => {
     const [port, adminPort] = [await freePort(), await freePort()];
     await start('two-servers.js', { env: { PORT: String(port), ADMIN_PORT: String(adminPort) }, probe: httpAsk(adminPort) });

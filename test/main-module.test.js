@@ -128,6 +128,26 @@ describe('the app is the main module, in a cluster worker', function () {
   });
 });
 
+describe("the app's process.send() reaches the Dispatcher", function () {
+  this.timeout(30000);
+  let d;
+  afterEach(() => d?.close({ timeout: 2000 }));
+
+  it("as a 'message' event with the worker (id, slot, pid), as cluster's", async () => {
+    const { Dispatcher } = require('..');
+    d = await Dispatcher.start({ min: 1, max: 1, app: path.join(APPS, 'introspect.js'), listen: { port: 0, host: '127.0.0.1' } });
+    const got = [];
+    d.on('message', (worker, message) => got.push([worker, message]));
+    const [w] = d.workers();
+    assert.equal((await get(d.address().port, '/send')).status, 200);
+    await waitUntil(() => got.length === 2);
+    assert.deepEqual(got, [
+      [{ id: w.id, slot: w.slot, pid: w.pid }, { from: 'app', n: 1 }],
+      [{ id: w.id, slot: w.slot, pid: w.pid }, 'a plain string'],
+    ]);
+  });
+});
+
 describe('shutdown as in plain Node', function () {
   this.timeout(60000);
   afterEach(() => killAll());

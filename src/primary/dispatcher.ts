@@ -37,6 +37,8 @@ export type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats };
 
 export interface DispatcherEvents {
   'worker-start': [{ id: number; slot: number; pid: number }];
+  /** process.send(message) from the app in a worker (herdless's own messages excluded), as cluster's 'message'. */
+  message: [{ id: number; slot: number; pid: number }, unknown];
   'worker-exit': [WorkerExit];
   scale: [ScaleEvent];
   /** The new primary of upgrade() is ready and serving; this one drains and closes. */
@@ -109,6 +111,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   ) {
     super();
     pool.on('worker-start', (info) => this.emit('worker-start', info));
+    pool.on('message', (worker, message) => this.emit('message', worker, message));
     pool.on('worker-exit', (exit) => this.emit('worker-exit', exit));
     pool.on('error', (err) => this.report(err));
     this.supervisor = new Supervisor(addon, opts, pool, acceptor, (e) => this.emit('scale', e), (err) => this.report(err));

@@ -35,6 +35,8 @@ const READBACK_GIVE_UP_MS = 30_000;
 
 export interface PoolEvents {
   'worker-start': [{ id: number; slot: number; pid: number }];
+  /** What the app sent with process.send(), as cluster's 'message' event. */
+  message: [{ id: number; slot: number; pid: number }, unknown];
   'worker-exit': [WorkerExit];
   error: [Error];
 }
@@ -225,7 +227,11 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** listen() and server.close() in the app: the primary opens, shares and closes the listeners. */
   private onWorkerMessage(w: WorkerHandle, m: unknown): void {
-    if (!isWorkerMessage(m)) return;
+    if (!isWorkerMessage(m)) {
+      // The app's own process.send(): surfaced, never acted upon.
+      if (this.listenerCount('message') > 0) this.emit('message', { id: w.id, slot: w.slot, pid: w.pid }, m);
+      return;
+    }
     if (m.herdless === 'unlisten') {
       this.appListeners?.unlisten(w.id, m.index);
       return;

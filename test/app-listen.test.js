@@ -253,7 +253,8 @@ describe('zero-config CLI: herdless server.js', function () {
 
   it('with --port given, an app that listens itself serves that port too, from its first server', async () => {
     const cli = runCli(['-w', '2', '--host', '127.0.0.1', '--port', '0', fixture('plain.js')], { env: { HOST: '127.0.0.1' } });
-    const { port } = await started(cli);
+    // The configured port first, then the app's own.
+    const port = Number((await cli.waitLog(/listening on http:\/\/127\.0\.0\.1:(\d+) and 1 more \(2 workers/))[1]);
     const a = JSON.parse((await get(port)).text);
     assert.equal(a.localPort, port);
     assert.notEqual(a.address.port, port, "address() is the app's own listener");

@@ -195,6 +195,20 @@ describe('listen() in a worker goes to the primary', function () {
     }
   });
 
+  it('an app whose only listen() fails (and handles the error): ERR_HERDLESS_APP_LOAD saying so within startTimeout', async () => {
+    const taken = await portInUse();
+    try {
+      const env = { TAKEN: String(taken.address().port), HOST: '127.0.0.1', OUT: tmp, NO_FALLBACK: '1' };
+      await assert.rejects(Dispatcher.start({ app: fixture('taken.js'), min: 1, max: 1, startTimeout: 1500, env }), (err) => {
+        assert.equal(err.code, 'ERR_HERDLESS_APP_LOAD', err.message);
+        assert.match(err.message, /called listen\(\) 1 time\(s\) but none succeeded within startTimeout \(1500 ms\)/);
+        return true;
+      });
+    } finally {
+      taken.close();
+    }
+  });
+
   it('an async bootstrap that listens after loading is waited for', async () => {
     d = await Dispatcher.start({ app: fixture('late.js'), min: 2, max: 2 });
     const [port] = ports(d);

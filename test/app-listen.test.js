@@ -195,6 +195,20 @@ describe('listen() in a worker goes to the primary', function () {
     }
   });
 
+  it('an app whose only listen() fails (and handles the error): ERR_HERDLESS_APP_LOAD saying so within startTimeout', async () => {
+    const taken = await portInUse();
+    try {
+      const env = { TAKEN: String(taken.address().port), HOST: '127.0.0.1', OUT: tmp, NO_FALLBACK: '1' };
+      await assert.rejects(Dispatcher.start({ app: fixture('taken.js'), min: 1, max: 1, startTimeout: 1500, env }), (err) => {
+        assert.equal(err.code, 'ERR_HERDLESS_APP_LOAD', err.message);
+        assert.match(err.message, /called listen\(\) 1 time\(s\) but none succeeded within startTimeout \(1500 ms\)/);
+        return true;
+      });
+    } finally {
+      taken.close();
+    }
+  });
+
   it('an async bootstrap that listens after loading is waited for', async () => {
     d = await Dispatcher.start({ app: fixture('late.js'), min: 2, max: 2 });
     const [port] = ports(d);
@@ -253,7 +267,8 @@ describe('zero-config CLI: herdless server.js', function () {
 
   it('with --port given, an app that listens itself serves that port too, from its first server', async () => {
     const cli = runCli(['-w', '2', '--host', '127.0.0.1', '--port', '0', fixture('plain.js')], { env: { HOST: '127.0.0.1' } });
-    const { port } = await started(cli);
+    // The configured port first, then the app's own.
+    const port = Number((await cli.waitLog(/listening on http:\/\/127\.0\.0\.1:(\d+) and 1 more \(2 workers/))[1]);
     const a = JSON.parse((await get(port)).text);
     assert.equal(a.localPort, port);
     assert.notEqual(a.address.port, port, "address() is the app's own listener");

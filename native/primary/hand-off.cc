@@ -180,27 +180,6 @@ bool Acceptor::HasRoom(uint32_t now) {  // used while paused, to decide when to 
   return PickWorker(now, skip) >= 0;
 }
 
-bool Acceptor::Eligible(size_t worker, uint32_t listener) const {
-  if (listener >= open_to_all_.size() || open_to_all_[listener]) return true;
-  const std::vector<int>& m = members_[listener];
-  return std::find(m.begin(), m.end(), workers_[worker].id) != m.end();
-}
-
-void Acceptor::MarkIneligible(uint32_t listener, std::vector<bool>* skip) const {
-  if (listener >= open_to_all_.size() || open_to_all_[listener]) return;
-  for (size_t i = 0; i < workers_.size(); i++)
-    if (!Eligible(i, listener)) (*skip)[i] = true;
-}
-
-// Worth keeping a connection of `listener` for: it is still open (a member may come), or some
-// worker still listens on it. Otherwise nobody ever will take it.
-bool Acceptor::AnyEligible(uint32_t listener) const {
-  if (listener >= open_to_all_.size() || open_to_all_[listener] || listeners_[listener] >= 0) return true;
-  for (size_t i = 0; i < workers_.size(); i++)
-    if (Eligible(i, listener)) return true;
-  return false;
-}
-
 bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
   uint32_t now = MonotonicMillis();
   if (!AnyEligible(handoff.listener)) {

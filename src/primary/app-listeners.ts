@@ -7,7 +7,7 @@
  * every worker, or the workers gone), removing a unix socket file as Node does.
  */
 import type { Addon, NativeAcceptor } from '../shared/binding';
-import type { AppListenSpec, ListenFailure, ListenerInfo } from '../shared/protocol';
+import type { AppListenSpec, ListenFailure, ListenerInfo, Mode, PrimaryMessage, WorkerMessage } from '../shared/protocol';
 import { closeListeners, type Listener } from './listeners';
 import { takeInherited, takeInheritedPrefix } from './inherited';
 
@@ -128,6 +128,34 @@ export class AppListeners {
     );
     this.byKey.clear();
     this.byIndex.clear();
+  }
+}
+
+/**
+ * A worker's 'listen' or 'unlisten': the reply to send back (none for 'unlisten'). Without
+ * app listeners (modes 'herd', 'reuseport') or while closing, listen() fails with a reason.
+ */
+export function answerListen(
+  app: AppListeners | undefined,
+  workerId: number,
+  m: Extract<WorkerMessage, { herdless: 'listen' | 'unlisten' }>,
+  closing: boolean,
+  mode: Mode,
+): PrimaryMessage | undefined {
+  if (m.herdless === 'unlisten') {
+    app?.unlisten(workerId, m.index);
+    return undefined;
+  }
+  if (!app || closing) {
+    const message = app ? 'the dispatcher is closing' : `listen() in a worker needs mode "dispatch" (this pool runs mode "${mode}"): pass listen addresses instead`;
+    return { herdless: 'listen-error', seq: m.seq, error: { code: 'ERR_HERDLESS_INVALID_OPTION', message } };
+  }
+  try {
+    const { index, info } = app.listen(workerId, m.spec);
+    return { herdless: 'listening', seq: m.seq, index, info };
+  } catch (err) {
+    const e = err as { code?: string; message?: string; address?: string };
+    return { herdless: 'listen-error', seq: m.seq, error: { code: e.code ?? 'EINVAL', message: e.message ?? String(err), address: e.address } };
   }
 }
 

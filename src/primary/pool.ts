@@ -10,8 +10,8 @@ import { EventEmitter } from 'node:events';
 import type { Addon, NativeAcceptor } from '../shared/binding';
 import { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
-import type { AppListeners } from './app-listeners';
-import { isWorkerMessage, type PrimaryMessage } from '../shared/protocol';
+import { answerListen, type AppListeners } from './app-listeners';
+import { isWorkerMessage } from '../shared/protocol';
 import type { NormalizedOptions } from './options';
 import { addWait, emptyWait, type WaitCounts } from '../shared/scoreboard';
 import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
@@ -232,27 +232,9 @@ export class Pool extends EventEmitter<PoolEvents> {
       if (this.listenerCount('message') > 0) this.emit('message', { id: w.id, slot: w.slot, pid: w.pid }, m);
       return;
     }
-    if (m.herdless === 'unlisten') {
-      this.appListeners?.unlisten(w.id, m.index);
-      return;
-    }
-    if (m.herdless !== 'listen') return;
-    let reply: PrimaryMessage;
-    if (!this.appListeners || this.closing || w.state === 'exited') {
-      const message = this.appListeners
-        ? 'the dispatcher is closing'
-        : `listen() in a worker needs mode "dispatch" (this pool runs mode "${this.opts.mode}"): pass listen addresses instead`;
-      reply = { herdless: 'listen-error', seq: m.seq, error: { code: 'ERR_HERDLESS_INVALID_OPTION', message } };
-    } else {
-      try {
-        const { index, info } = this.appListeners.listen(w.id, m.spec);
-        reply = { herdless: 'listening', seq: m.seq, index, info };
-      } catch (err) {
-        const e = err as { code?: string; message?: string; address?: string };
-        reply = { herdless: 'listen-error', seq: m.seq, error: { code: e.code ?? 'EINVAL', message: e.message ?? String(err), address: e.address } };
-      }
-    }
-    if (w.child?.connected) w.child.send(reply, () => {});
+    if (m.herdless !== 'listen' && m.herdless !== 'unlisten') return;
+    const reply = answerListen(this.appListeners, w.id, m, this.closing || w.state === 'exited', this.opts.mode);
+    if (reply && w.child?.connected) w.child.send(reply, () => {});
   }
 
   /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */

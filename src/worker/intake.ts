@@ -69,11 +69,6 @@ export class Intake {
     return [...this.counted];
   }
 
-  /** The adopter of the first server (its path, 'handle' or 'public', is the same for all). */
-  get adopter(): Adopter | undefined {
-    return this.routes.find((r) => r !== undefined)?.adopter;
-  }
-
   /** Connections of listener `index` become connections of `server` from now on. */
   route(index: number, server: net.Server, info?: ListenerInfo): void {
     if (info) this.infos[index] = info;

@@ -311,6 +311,12 @@ async function main(): Promise<void> {
       return loadFailed(`no listen address was given (--port, \`listen\`) and the app did not call listen(); listening on $PORT or 8080 failed: ${(err as Error).message}`);
     }
   } else if (!server && !(await waitForListen())) {
+    if (state.listenCalls > 0) {
+      return loadFailed(
+        `the app called listen() ${state.listenCalls} time(s) but none succeeded within startTimeout (${config!.startTimeout} ms): ` +
+          `see the 'error' its server emitted (EADDRINUSE, EACCES, ...), or raise startTimeout if the app takes longer to start`,
+      );
+    }
     return loadFailed(
       `the app neither called listen() within startTimeout (${config!.startTimeout} ms) nor exports a request listener (req, res) => {}, ` +
         `an http/https/http2 server that is not listening, or a factory returning one. Call server.listen(port) as under plain Node ` +

@@ -10,14 +10,13 @@ const { runCli, killAll } = require('./ship/cli-proc');
 const { get } = require('./ship/http');
 
 const APPS = path.join(__dirname, 'fixtures', 'apps');
-const APP = path.join(APPS, 'differential.js');
 const CLUSTER_PRIMARY = path.join(APPS, 'cluster-primary.js');
 const N = 2;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const RUNNERS = {
-  cluster: (env) => runCli([String(N), APP, '--flag', 'v'], { command: [process.execPath, CLUSTER_PRIMARY], env }),
-  herdless: (env) => runCli(['-w', String(N), APP, '--', '--flag', 'v'], { env }),
+  cluster: (app, env) => runCli([String(N), app, '--flag', 'v'], { command: [process.execPath, CLUSTER_PRIMARY], env }),
+  herdless: (app, env) => runCli(['-w', String(N), app, '--', '--flag', 'v'], { env }),
 };
 
 function readReport(file) {
@@ -36,10 +35,10 @@ async function until(what, fn, ms = 20000) {
 }
 
 /** Runs the app under `runner` and returns what was observed, with pids and the port named. */
-async function observe(runner) {
+async function observe(runner, app) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `herdless-diff-${runner}-`));
   const report = path.join(tmp, 'report.jsonl');
-  const proc = RUNNERS[runner]({ REPORT: report, HOST: '127.0.0.1', PORT: '0' });
+  const proc = RUNNERS[runner](app, { REPORT: report, HOST: '127.0.0.1', PORT: '0' });
   try {
     const listened = await until(`${runner}: ${N} workers listening\n${proc.log()}`, () => {
       const l = readReport(report).filter((e) => e.event === 'listening');
@@ -104,14 +103,17 @@ describe('differential: node + cluster vs herdless, the same unmodified app', fu
   this.timeout(120000);
   afterEach(() => killAll());
 
-  it('answers, address(), socket ends, listening, main module, cluster, close callback and SIGTERM handler all agree', async () => {
-    const cluster = await observe('cluster');
-    const herdless = await observe('herdless');
-    // The baseline itself is what we expect of Node (so that the comparison cannot pass vacuously).
-    assert.equal(cluster.ports, 1, 'listen(0): one port for every worker');
-    assert.equal(cluster.workers.length, N);
-    assert.equal(cluster.workers[0].isMain, true);
-    assert.deepEqual(cluster.closedWorker.map((e) => e.event), ['listening', 'listen-callback', 'sigterm', 'after-close', 'closed']);
-    assert.deepEqual(herdless, cluster);
-  });
+  for (const file of ['differential.js', 'differential.mjs']) {
+    it(`${file}: answers, address(), socket ends, listening, main module, cluster, close callback and SIGTERM handler all agree`, async () => {
+      const app = path.join(APPS, file);
+      const cluster = await observe('cluster', app);
+      const herdless = await observe('herdless', app);
+      // The baseline itself is what we expect of Node (so that the comparison cannot pass vacuously).
+      assert.equal(cluster.ports, 1, 'listen(0): one port for every worker');
+      assert.equal(cluster.workers.length, N);
+      assert.equal(cluster.workers[0].isMain, true);
+      assert.deepEqual(cluster.closedWorker.map((e) => e.event), ['listening', 'listen-callback', 'sigterm', 'after-close', 'closed']);
+      assert.deepEqual(herdless, cluster);
+    });
+  }
 });

@@ -13,8 +13,9 @@
  * a replacement keeps the id of the worker it replaces, so that cron survives a crash.
  *
  * net.Server.listen() asks `cluster.isPrimary` too: as a worker it calls cluster._getServer()
- * for the listening handle. `listenThroughPrimary` is that seam (listen routing sets it);
- * until then a worker binds its own socket, as a primary would.
+ * for the listening handle. Listen routing (app-listen.ts) answers listen() before net.js gets
+ * there; what it leaves to Node (`{ fd }`, `{ handle }`: this process's own) binds here, as
+ * in a primary.
  */
 import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
@@ -71,7 +72,6 @@ class ClusterWorker extends EventEmitter {
   }
 }
 
-let installed: ClusterWorker | undefined;
 let onDisconnect: () => void = () => {};
 
 /**
@@ -82,7 +82,6 @@ export function becomeClusterWorker(slot: number, disconnect: () => void, getSer
   onDisconnect = disconnect;
   const c = cluster as unknown as Record<string, unknown>;
   const worker = new ClusterWorker(slot + 1, process);
-  installed = worker;
   c.isPrimary = false;
   c.isMaster = false;
   c.isWorker = true;
@@ -96,9 +95,4 @@ export function becomeClusterWorker(slot: number, disconnect: () => void, getSer
   process.on('message', (m: unknown, handle: unknown) => {
     if (!isPrimaryMessage(m)) worker.emit('message', m, handle);
   });
-}
-
-/** Listen routing replaces the default answer to listen() here. */
-export function setGetServer(getServer: GetServer): void {
-  if (installed) (cluster as unknown as Record<string, unknown>)._getServer = getServer;
 }

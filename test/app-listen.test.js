@@ -112,6 +112,18 @@ describe('listen() in a worker goes to the primary', function () {
     assert.ok(new Set(api.map((a) => a.pid)).size >= 2, 'the API is served by several workers');
   });
 
+  it('stealing never moves a connection to a worker that does not listen on its listener', async () => {
+    d = await Dispatcher.start({ app: fixture('two.js'), min: 2, max: 2, env: { ADMIN_SLOTS: '0' } });
+    const [, adminPort] = ports(d);
+    const slot0 = d.workers().find((w) => w.slot === 0).pid;
+    // Slot 0's loop is held for 400 ms while admin connections queue for it: a free worker
+    // (slot 1) is there, but it does not listen on the admin port.
+    const blocked = get(adminPort, '/block?ms=400');
+    await sleep(50);
+    const queued = await Promise.all(Array.from({ length: 6 }, () => get(adminPort, '/')));
+    for (const r of [await blocked, ...queued]) assert.equal(JSON.parse(r.text).pid, slot0);
+  });
+
   it('two listen(0) in one worker are two ports; every worker shares them', async () => {
     d = await Dispatcher.start({ app: fixture('two.js'), min: 2, max: 2 });
     const [apiPort, adminPort] = ports(d);

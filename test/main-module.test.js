@@ -106,6 +106,17 @@ describe('the app is the main module, in a cluster worker', function () {
     assert.notEqual(ids.get(1), victim.pid);
   });
 
+  it('cluster.worker.disconnect(): the worker stops taking connections and leaves; a fresh one takes its slot', async () => {
+    const cli = runCli([...LOCAL, '-w', '1', path.join(APPS, 'introspect.js')]);
+    const { port } = await started(cli);
+    const from = cli.log().length;
+    const worker = Number((await get(port, '/disconnect')).body);
+    await cli.waitLog(new RegExp(`exited \\(pid ${worker}, code 0, closed\\)`), 10000, from);
+    const [after] = await fromWorkers(port, 1);
+    assert.notEqual(after.pid, worker);
+    assert.equal(after.workerId, 1);
+  });
+
   it('a self-forking app (if (cluster.isPrimary) fork()) does not fork under herdless', async () => {
     const cli = runCli([...LOCAL, '-w', '2', path.join(APPS, 'self-fork.js')]);
     const { port, pid } = await started(cli);

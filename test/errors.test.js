@@ -58,7 +58,9 @@ describe('start errors', function () {
     ['max < min', { min: 3, max: 2, app, listen: local }, 'max'],
     ['missing app', { min: 1, listen: local }, 'app'],
     ['app that does not exist', { min: 1, app: './no/such/module.js', listen: local }, 'app'],
-    ['missing listen', { min: 1, app }, 'listen'],
+    // Without `listen` the app's own listen() calls say where, in mode 'dispatch' only.
+    ['missing listen in mode herd', { min: 1, app, mode: 'herd' }, 'listen'],
+    ['listen null', { min: 1, app, listen: null }, 'listen'],
     ['listen a string', { min: 1, app, listen: 'localhost:80' }, 'listen'],
     ['listen an empty array', { min: 1, app, listen: [] }, 'listen'],
     ['listen with no port, path or fd', { min: 1, app, listen: { host: 'x' } }, 'listen'],

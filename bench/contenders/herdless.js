@@ -1,6 +1,7 @@
 'use strict';
 // Server script for the herdless contenders (modes dispatch, herd, reuseport).
-//   node herdless.js --mode dispatch --min 2 --max 2 --app <file> [--route client-ip] [--proxy-protocol]
+//   node herdless.js --mode dispatch --min 2 --max 2 --app <file> [--route client-ip] [--proxy-protocol] [--app-listen]
+// --app-listen: no `listen` option; the app calls listen() itself (apps/hello-listen.js).
 // Commands: stats, grow and shrink (resize by one worker; the reply is the new size).
 // Workers inherit BENCH_STATS_DIR from this process's environment.
 const { parseArgs } = require('node:util');
@@ -15,6 +16,7 @@ const { values: opt } = parseArgs({
     app: { type: 'string', default: path.join(__dirname, '../apps/hello.js') },
     route: { type: 'string' },
     'proxy-protocol': { type: 'boolean' },
+    'app-listen': { type: 'boolean' },
   },
 });
 
@@ -27,7 +29,7 @@ async function main() {
     min,
     max: Number(opt.max || opt.min),
     app: path.resolve(opt.app),
-    listen: { port: 0, host: '127.0.0.1' },
+    ...(opt['app-listen'] ? {} : { listen: { port: 0, host: '127.0.0.1' } }),
     ...(opt.route ? { route: opt.route } : {}),
     ...(opt['proxy-protocol'] ? { proxyProtocol: true } : {}),
   });

@@ -14,6 +14,7 @@ const APPS = {
   hello: path.join(__dirname, '../apps/hello.js'),
   close: path.join(__dirname, '../apps/close.js'),
   pid: path.join(__dirname, '../apps/pid.js'),
+  'hello-listen': path.join(__dirname, '../apps/hello-listen.js'),
 };
 
 /** Run a Node server script with its own stats directory for apps/counters.js. */
@@ -35,11 +36,12 @@ async function nodeServer(script, args) {
   };
 }
 
-const herdless = (mode) => ({ workers, min, max, app = 'hello', route, proxyProtocol }) =>
+const herdless = (mode) => ({ workers, min, max, app = 'hello', route, proxyProtocol, appListen }) =>
   nodeServer('herdless.js', [
     '--mode', mode, '--min', String(min ?? workers), '--max', String(max ?? workers), '--app', APPS[app],
     ...(route ? ['--route', route] : []),
     ...(proxyProtocol ? ['--proxy-protocol'] : []),
+    ...(appListen ? ['--app-listen'] : []),
   ]);
 
 const cluster = (policy) => ({ workers, app = 'hello' }) =>

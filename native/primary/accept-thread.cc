@@ -65,6 +65,7 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
   batch_since_ns_.resize(workers_.size());
   batch_peers_.resize(workers_.size());
   std::vector<bool> skip(workers_.size(), false);
+  MarkIneligible(static_cast<uint32_t>(index), &skip);
   uint32_t now = MonotonicMillis();
   Pause result = Pause::kNone;
   int failures = 0;
@@ -262,6 +263,7 @@ void Acceptor::RunLoop() {
         pause = Pause::kBackpressure;
       } else {
         size_t listener = static_cast<size_t>(events[i].data.u64);
+        if (listener >= listeners_.size() || listeners_[listener] < 0) continue;  // removed since epoll_wait
         if (dead_[listener]) {
           pause = Pause::kErrors;  // given up, but it could not be removed from the epoll set
           continue;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -31,6 +32,9 @@ void Acceptor::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod<&Acceptor::WatchActivity>("watchActivity"),
                                         InstanceMethod<&Acceptor::SetRoute>("setRoute"),
                                         InstanceMethod<&Acceptor::SetProxyProtocol>("setProxyProtocol"),
+                                        InstanceMethod<&Acceptor::AddListener>("addListener"),
+                                        InstanceMethod<&Acceptor::RemoveListener>("removeListener"),
+                                        InstanceMethod<&Acceptor::JoinListener>("joinListener"),
                                     });
   exports.Set("Acceptor", ctor);
 }
@@ -44,6 +48,8 @@ Acceptor::Acceptor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Acceptor>(
   stall_ms_ = info[2].As<Napi::Number>().Uint32Value();
 
   dead_.assign(listeners_.size(), false);
+  open_to_all_.assign(listeners_.size(), true);
+  members_.resize(listeners_.size());
 
   // A constructor that throws never runs the destructor: every fd is held here until the
   // last step that can fail is behind us.
@@ -265,16 +271,8 @@ Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   // peer waits that second in the kernel (holding no fd of ours), then the rest of its
   // proxyTimeout here. Not for a proxyTimeout under 2 s, where the kernel's one-second steps
   // would blur it; best effort: without it, headers are read from the epoll set as they come.
-  constexpr int kDeferS = 1;
   deferred_ms_.assign(listeners_.size(), 0);
-  for (size_t i = 0; i < listeners_.size() && timeout_ms >= 2000; i++) {
-    sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(listeners_[i], reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
-    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) continue;
-    int defer_s = kDeferS;
-    if (setsockopt(listeners_[i], IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) == 0) deferred_ms_[i] = kDeferS * 1000;
-  }
+  for (size_t i = 0; i < listeners_.size() && timeout_ms >= 2000; i++) DeferAccept(i);
   return info.Env().Undefined();
 }
 

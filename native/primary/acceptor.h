@@ -66,7 +66,11 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   Napi::Value WatchActivity(const Napi::CallbackInfo& info);
   Napi::Value SetRoute(const Napi::CallbackInfo& info);
   Napi::Value SetProxyProtocol(const Napi::CallbackInfo& info);
+  Napi::Value AddListener(const Napi::CallbackInfo& info);
+  Napi::Value RemoveListener(const Napi::CallbackInfo& info);
+  Napi::Value JoinListener(const Napi::CallbackInfo& info);
   void NoteActivity();
+  void DeferAccept(size_t listener);  // proxyProtocol: TCP_DEFER_ACCEPT where it helps
 
   // Accept thread
   void Run();
@@ -88,13 +92,21 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   size_t StealFrom(size_t worker);
   bool HasRoom(uint32_t now);
   bool AnyWorkerIdle();  // nothing waiting for it, no request in flight
+  // A connection of `listener` may go to workers_[worker]: every worker for a listener given
+  // to the constructor, only its members for one an app opened (addListener).
+  bool Eligible(size_t worker, uint32_t listener) const;
+  bool AnyEligible(uint32_t listener) const;
+  void MarkIneligible(uint32_t listener, std::vector<bool>* skip) const;
   void Wake();
   void StopThread();
   void CloseFds();
   void ReportFatal(int err, const char* syscall);
   void Report(int err, const char* syscall, int listener);
 
-  std::vector<int> listeners_;
+  std::vector<int> listeners_;  // -1: removed (its index is never reused: records in flight name it)
+  // Per listener: served by every worker (configured), or only by `members_` (opened by the app).
+  std::vector<bool> open_to_all_;
+  std::vector<std::vector<int>> members_;  // worker ids
   std::vector<bool> dead_;  // per listener: failed, no longer watched (accept thread only)
   bool drained_ = false;    // the last AcceptFrom() reached EAGAIN (accept thread only)
   int epoll_fd_ = -1;

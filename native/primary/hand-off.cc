@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <string>
@@ -181,7 +182,14 @@ bool Acceptor::HasRoom(uint32_t now) {  // used while paused, to decide when to 
 
 bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
   uint32_t now = MonotonicMillis();
+  if (!AnyEligible(handoff.listener)) {
+    // Its listener closed with no worker left on it: as the kernel resets a closed backlog.
+    ::close(handoff.fd);
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   std::vector<bool> tried(workers_.size(), false);
+  MarkIneligible(handoff.listener, &tried);
   if (exclude >= 0 && static_cast<size_t>(exclude) < tried.size()) tried[static_cast<size_t>(exclude)] = true;
   for (;;) {
     int i = PickWorker(now, tried);

@@ -57,6 +57,7 @@ Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
   int backlog = info[2].As<Napi::Number>().Int32Value();
   bool reuse_port = info[3].As<Napi::Boolean>();
   bool do_listen = info[4].As<Napi::Boolean>();
+  bool ipv6_only = info.Length() > 5 && info[5].ToBoolean();  // listen({ ipv6Only }) on "::"
   std::string where = host + ":" + std::to_string(port);
 
   SockAddr addr;
@@ -74,7 +75,7 @@ Napi::Value ListenTcp(const Napi::CallbackInfo& info) {
   // Like Node: "::" accepts IPv4 too unless the system forbids it.
   if (addr.family == AF_INET6) {
     auto* in6 = reinterpret_cast<sockaddr_in6*>(&addr.storage);
-    int v6only = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ? 0 : 1;
+    int v6only = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) && !ipv6_only ? 0 : 1;
     if (SetIntOption(fd.Get(), IPPROTO_IPV6, IPV6_V6ONLY, v6only) != 0)
       throw ErrnoError(env, errno, "setsockopt", "IPV6_V6ONLY");
   }

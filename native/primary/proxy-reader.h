@@ -39,6 +39,7 @@ class ProxyReader {
 
   void Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity);
   bool Enabled() const { return epoll_fd_ >= 0; }
+  uint32_t TimeoutMs() const { return timeout_ms_; }
   bool Full() const { return waiting_ >= slots_.size(); }
   size_t Waiting() const { return waiting_; }
 

@@ -7,11 +7,17 @@ import { parseArgs } from 'node:util';
 import { invalidOption } from '../shared/errors';
 import type { DispatcherOptions, Mode, Route } from '../primary/options';
 
-export const USAGE = `Usage: herdless [options] <app>
+export const USAGE = `Usage: herdless [options] <app> [-- app args]
 
-  <app>                    module each worker runs (request listener, server, or factory)
+  <app>                    module each worker runs as its main module: a server that calls
+                           listen() itself (as under node or cluster), or a request
+                           listener, server or factory
+  -- app args              the app's own arguments (process.argv.slice(2) in each worker)
+      --node-args <flags>  Node flags for workers, as one word: --node-args="--import tsx
+                           --max-old-space-size=512" (repeatable; pm2's node_args)
 
-Listening (repeatable; default: $PORT or 8080 on all interfaces):
+Listening (repeatable; default: wherever the app's own listen() calls say, as under
+cluster; an app that exports a handler instead: $PORT or 8080 on all interfaces):
   -p, --port <n>           TCP port (0 picks a free one)
       --host <addr>        host for --port
       --unix <path>        Unix socket
@@ -77,6 +83,7 @@ const FLAGS = {
   user: { type: 'string' },
   group: { type: 'string' },
   'upgrade-timeout': { type: 'string' },
+  'node-args': { type: 'string', multiple: true },
   config: { type: 'string', short: 'c' },
   log: { type: 'string' },
   metrics: { type: 'string' },
@@ -121,7 +128,20 @@ function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** `--node-args` values, split at whitespace as pm2 splits node_args (no quoting inside). */
+function nodeArgs(values: string[] | undefined): string[] | undefined {
+  if (values === undefined) return undefined;
+  const flags = values.flatMap((value) => value.split(/\s+/)).filter((a) => a !== '');
+  // A first word that is not a flag ("--node-args tsx") would make Node run it as the script.
+  if (flags.length > 0 && !flags[0].startsWith('-')) throw invalidOption('--node-args', `expected Node flags, got "${flags[0]}"`);
+  return flags;
+}
+
 export function parseCli(argv: string[]): CliArgs {
+  // Everything after the first "--" belongs to the app, not to herdless.
+  const end = argv.indexOf('--');
+  const appArgs = end === -1 ? undefined : argv.slice(end + 1);
+  if (end !== -1) argv = argv.slice(0, end);
   const { values: v, positionals } = parseArgs({ args: argv, options: FLAGS, allowPositionals: true, strict: true });
   if (positionals.length > 1) throw invalidOption('<app>', `expected one app module, got ${positionals.join(' ')}`);
   if (v.log !== undefined && v.log !== 'text' && v.log !== 'json') throw invalidOption('--log', `expected text or json, got "${v.log}"`);
@@ -155,6 +175,8 @@ export function parseCli(argv: string[]): CliArgs {
     scale: Object.keys(scale).length > 0 ? scale : undefined,
     user: v.user,
     group: v.group,
+    execArgv: nodeArgs(v['node-args']),
+    args: appArgs,
   });
   if (v.host !== undefined && v.port === undefined) throw invalidOption('--host', 'needs --port');
 

@@ -15,7 +15,7 @@ import { handleSignals } from './signals';
 import { Dispatcher } from '../primary/dispatcher';
 import { invalidOption } from '../shared/errors';
 import { answerUpgrade, deferUpgradeAnswer, metricsKey, upgradedFrom } from '../primary/inherited';
-import { startMetricsServer, type MetricsServer } from '../primary/metrics';
+import type { MetricsServer } from '../primary/metrics';
 import { normalizeOptions, type DispatcherOptions, type ListenOption } from '../primary/options';
 
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
@@ -23,7 +23,8 @@ const EXIT_USAGE = 2;
 const EXIT_START = 1;
 const EARLY_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const;
 
-function listenOptions(args: CliArgs, config: FileConfig, upgradeFds: ListenOption[] | undefined): ListenOption[] {
+/** undefined: none given, so the app's own listen() calls say where (or $PORT / 8080 for a handler). */
+function listenOptions(args: CliArgs, config: FileConfig, upgradeFds: ListenOption[] | undefined): ListenOption[] | undefined {
   const listen: ListenOption[] = [];
   if (args.port !== undefined) listen.push(args.host === undefined ? { port: args.port } : { port: args.port, host: args.host });
   if (args.unix !== undefined) listen.push({ path: args.unix });
@@ -33,7 +34,7 @@ function listenOptions(args: CliArgs, config: FileConfig, upgradeFds: ListenOpti
   else listen.push(...binds, ...systemdListeners());
   if (listen.length > 0) return listen;
   if (config.listen !== undefined) return ([] as ListenOption[]).concat(config.listen);
-  return [{ port: Number(process.env.PORT ?? 8080) }];
+  return undefined;
 }
 
 function metricsAddress(value: FileConfig['metrics']): { port: number; host?: string } | undefined {
@@ -48,7 +49,7 @@ function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer |
   const a = d.address();
   const where = a === null ? 'an inherited socket' : typeof a === 'string' ? `unix:${a}` : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   const mode = opts.mode ?? 'dispatch';
-  const count = ([] as ListenOption[]).concat(opts.listen).length;
+  const count = Math.max(1, d.stats().listeners.length);
   const more = count > 1 ? ` and ${count - 1} more` : '';
   const m = metrics ? `, metrics on :${metrics.address().port}` : '';
   log.info('listening', { address: a, size: d.size, mode, metrics: metrics?.address().port }, `listening on ${where}${more} (${d.size} worker${d.size === 1 ? '' : 's'}, mode ${mode}, pid ${process.pid}${m})`);
@@ -109,8 +110,9 @@ async function main(argv: string[]): Promise<void> {
       ...args.options,
       scale: { ...base.scale, ...args.options.scale },
       app,
-      listen: sealInherited(listenOptions(args, config, upgradeFds)),
     };
+    const listen = listenOptions(args, config, upgradeFds);
+    if (listen !== undefined) opts.listen = sealInherited(listen);
     const { min, max, mode } = normalizeOptions(opts);
     const metricsAt = metricsAddress(args.metrics ?? metricsConfig);
     d = await Dispatcher.start(opts);
@@ -150,7 +152,8 @@ async function main(argv: string[]): Promise<void> {
       const code = (err as { code?: string }).code;
       if (code === 'ERR_HERDLESS_ACCEPT' || (code === 'ERR_HERDLESS_CRASH_LOOP' && running.size === 0)) controls.stop(code, EXIT_START);
     });
-    if (metricsAt) metrics = await startMetricsServer(d, { ...metricsAt, ready: () => !controls.stopping && running.size >= 1 });
+    // Loaded only when asked for: prom-client takes longer to load than the rest of the CLI.
+    if (metricsAt) metrics = await (await import('../primary/metrics.js')).startMetricsServer(d, { ...metricsAt, ready: () => !controls.stopping && running.size >= 1 });
     // Once the new primary of an upgrade serves, it alone answers /healthz and /metrics: this
     // one, draining, would answer 503 to a load balancer's check and pull the host out.
     d.once('upgraded', () => void metrics?.close());

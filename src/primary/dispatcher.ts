@@ -9,6 +9,7 @@ import { loadAddon, type Addon, type NativeAcceptor, type ProxyStats } from '../
 import { HerdlessError, invalidOption } from '../shared/errors';
 import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
 import { closeListeners, describeListener, openListeners, type Listener } from './listeners';
+import { AppListeners } from './app-listeners';
 import { normalizeOptions, type DispatcherOptions, type NormalizedOptions } from './options';
 import { Pool } from './pool';
 import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from '../shared/scoreboard';
@@ -36,6 +37,8 @@ export type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats };
 
 export interface DispatcherEvents {
   'worker-start': [{ id: number; slot: number; pid: number }];
+  /** process.send(message) from the app in a worker (herdless's own messages excluded), as cluster's 'message'. */
+  message: [{ id: number; slot: number; pid: number }, unknown];
   'worker-exit': [WorkerExit];
   scale: [ScaleEvent];
   /** The new primary of upgrade() is ready and serving; this one drains and closes. */
@@ -65,11 +68,11 @@ function assertRuntime(addon: Addon): void {
 }
 
 /** What the accept thread reported: one listener that can no longer accept, or the thread itself. */
-function acceptError(err: Error & { listener?: number }, listeners: Listener[]): HerdlessError {
+function acceptError(err: Error & { listener?: number }, listeners: Listener[], app: AppListeners | undefined): HerdlessError {
   if (err.listener === undefined) {
     return new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err });
   }
-  const l = listeners[err.listener];
+  const l = listeners[err.listener] ?? app?.get(err.listener);
   const where = l ? describeListener(l) : 'unknown';
   const why = (err as { code?: string }).code === 'ESHUTDOWN' ? 'it was shut down: epoll reports a hang-up' : err.message;
   return new HerdlessError(
@@ -104,9 +107,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     private readonly sockets: Listener[],
     private readonly acceptor: NativeAcceptor | undefined,
     private readonly pool: Pool,
+    private readonly appListeners: AppListeners | undefined,
   ) {
     super();
     pool.on('worker-start', (info) => this.emit('worker-start', info));
+    pool.on('message', (worker, message) => this.emit('message', worker, message));
     pool.on('worker-exit', (exit) => this.emit('worker-exit', exit));
     pool.on('error', (err) => this.report(err));
     this.supervisor = new Supervisor(addon, opts, pool, acceptor, (e) => this.emit('scale', e), (err) => this.report(err));
@@ -138,30 +143,35 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const listeners = await openListeners(addon, opts.listen, opts.mode);
     let acceptor: NativeAcceptor | undefined;
     let pool: Pool | undefined;
+    let appListeners: AppListeners | undefined;
     try {
       if (opts.mode === 'dispatch') {
         const fds = listeners.map((l) => l.fd);
         // The thread cannot throw into JS; it reports here and the dispatcher emits 'error'.
         let self: Dispatcher | undefined;
+        let app: AppListeners | undefined;
         acceptor = new addon.Acceptor(fds, opts.maxConnectionsPerWorker, STALL_MS, (err) => {
-          self?.report(acceptError(err as Error & { listener?: number }, listeners));
+          self?.report(acceptError(err as Error & { listener?: number }, listeners, app));
         });
+        app = appListeners = new AppListeners(addon, acceptor);
         acceptor.setStealAfter(opts.stealAfter);
         acceptor.setRoute(opts.route === 'client-ip');
         if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts));
-        pool = new Pool(addon, opts, listeners, acceptor);
+        pool = new Pool(addon, opts, listeners, acceptor, app);
         await pool.start();
-        self = new Dispatcher(addon, opts, listeners, acceptor, pool);
+        app.closeUnclaimed();
+        self = new Dispatcher(addon, opts, listeners, acceptor, pool, app);
         acceptor.start();
         return await self.startMetrics();
       }
       pool = new Pool(addon, opts, listeners, undefined);
       await pool.start();
-      return await new Dispatcher(addon, opts, listeners, undefined, pool).startMetrics();
+      return await new Dispatcher(addon, opts, listeners, undefined, pool, undefined).startMetrics();
     } catch (err) {
       // Nothing may outlive a failed start.
       await pool?.destroy();
       acceptor?.stop();
+      appListeners?.closeAll(true);
       // A failed upgrade: the socket files are still the old primary's.
       closeListeners(addon, listeners, upgradedFrom(addon) === undefined);
       throw err;
@@ -196,9 +206,9 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return this.metrics?.address() ?? null;
   }
 
-  /** Like net.Server#address() for the first listener. */
+  /** Like net.Server#address() for the first listener (configured, else the first the app opened). */
   address(): AddressInfo | string | null {
-    const info = this.sockets[0]?.info;
+    const info = (this.sockets[0] ?? this.appListeners?.list()[0]?.listener)?.info;
     if (!info) return null;
     if (info.family === 'unix') return info.path ?? null;
     return { address: info.address!, family: info.family, port: info.port! };
@@ -268,7 +278,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */
   private listenerStats(): ListenerStats[] {
-    return this.sockets.map((l) => {
+    const all = [...this.sockets, ...(this.closing ? [] : (this.appListeners?.list() ?? []).map((a) => a.listener))];
+    return all.map((l) => {
       // Closed by close(): the fd number may belong to something else by now.
       const q = this.closing ? null : this.addon.listenQueue(l.fd);
       return { address: describeListener(l), queued: q?.queued ?? null, backlog: q?.backlog ?? l.backlog ?? null };
@@ -332,6 +343,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       throw new HerdlessError('ERR_HERDLESS_UPGRADE', 'this primary is PID 1 (a container): when it exits the container stops. Replace the container instead.');
     }
     const sockets: InheritedSocket[] = this.sockets.map((l, i) => ({ fd: l.fd, key: listenKey(this.opts.listen[i]) }));
+    sockets.push(...(this.appListeners?.inheritable() ?? []));
     const metricsFd = this.metrics?.fd();
     if (metricsFd !== undefined && this.opts.metrics) sockets.push({ fd: metricsFd, key: metricsKey(this.opts.metrics) });
     sockets.push(...(options.sockets ?? []));
@@ -359,6 +371,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     this.supervisor.stop();
     this.acceptor?.stop();
     closeListeners(this.addon, this.sockets, !this.handedOver);
+    this.appListeners?.closeAll(!this.handedOver);
     await this.pool.close(timeoutMs);
     await this.metrics?.close();
   }

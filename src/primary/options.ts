@@ -33,7 +33,11 @@ export type ListenOption = TcpListen | UnixListen | FdListen;
 export interface DispatcherOptions {
   /** Absolute path (or specifier resolvable from the current directory) of the module each worker runs. */
   app: string;
-  listen: ListenOption | ListenOption[];
+  /**
+   * Where to listen. Omitted (mode 'dispatch'): wherever the app's own listen() calls say;
+   * an app that exports a handler instead is served on $PORT, or 8080.
+   */
+  listen?: ListenOption | ListenOption[];
   /** Fewest worker processes (default 1). */
   min?: number;
   /** Most worker processes (default: the number of CPUs, at least `min`). */
@@ -50,6 +54,8 @@ export interface DispatcherOptions {
   env?: Record<string, string>;
   /** Node flags for workers (default: none). */
   execArgv?: string[];
+  /** The app's own arguments: process.argv.slice(2) in each worker (default: none). */
+  args?: string[];
   /** Dynamic sizing between min and max; see src/scaling.ts and the README. */
   scale?: Partial<ScaleConfig>;
   /** Replace a worker gracefully after about this many requests (10% jitter). */
@@ -103,6 +109,7 @@ export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
   startTimeout: true,
   env: true,
   execArgv: true,
+  args: true,
   scale: true,
   maxRequestsPerWorker: true,
   maxMemory: true,
@@ -163,6 +170,7 @@ export interface NormalizedOptions {
   startTimeout: number;
   env: Record<string, string>;
   execArgv: string[];
+  args: string[];
   scale: ScaleConfig;
   metrics: { port: number; host?: string } | undefined;
   maxRequestsPerWorker: number;
@@ -295,10 +303,13 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
   if (!MODES.includes(mode)) throw invalidOption('mode', `expected one of ${MODES.join(', ')}, got ${String(o.mode)}`);
 
   const backlog = intOption('backlog', o.backlog, 511, 1, 2 ** 31 - 1);
-  if (o.listen === undefined || o.listen === null) throw invalidOption('listen', 'required: { port, host }, { path } or { fd }');
+  if (o.listen === null) throw invalidOption('listen', 'expected { port, host }, { path } or { fd }, or none (the app listens itself)');
+  if (o.listen === undefined && mode !== 'dispatch') {
+    throw invalidOption('listen', `required with mode "${mode}": only mode "dispatch" serves what the app's own listen() opens`);
+  }
   const many = Array.isArray(o.listen);
-  const entries = many ? (o.listen as unknown[]) : [o.listen];
-  if (entries.length === 0) throw invalidOption('listen', 'expected at least one address');
+  const entries = o.listen === undefined ? [] : many ? (o.listen as unknown[]) : [o.listen];
+  if (o.listen !== undefined && entries.length === 0) throw invalidOption('listen', 'expected at least one address');
   const listen = entries.map((e, i) => normalizeListen(e, i, backlog, many));
   if (mode === 'reuseport' && listen.some((l) => l.kind !== 'tcp')) {
     throw invalidOption('mode', '"reuseport" works with TCP listeners only ({ port, host })');
@@ -321,6 +332,9 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
   if (o.execArgv !== undefined && !(Array.isArray(o.execArgv) && o.execArgv.every((a) => typeof a === 'string'))) {
     throw invalidOption('execArgv', 'expected an array of strings');
   }
+  if (o.args !== undefined && !(Array.isArray(o.args) && o.args.every((a) => typeof a === 'string'))) {
+    throw invalidOption('args', 'expected an array of strings');
+  }
 
   return {
     scale: normalizeScale(o.scale),
@@ -342,6 +356,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     startTimeout: intOption('startTimeout', o.startTimeout, 30_000, 1),
     env: (o.env as Record<string, string>) ?? {},
     execArgv: (o.execArgv as string[]) ?? [],
+    args: (o.args as string[]) ?? [],
     serverTimeouts: {
       headersTimeout: optionalInt('headersTimeout', o.headersTimeout),
       requestTimeout: optionalInt('requestTimeout', o.requestTimeout),

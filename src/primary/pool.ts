@@ -10,6 +10,8 @@ import { EventEmitter } from 'node:events';
 import type { Addon, NativeAcceptor } from '../shared/binding';
 import { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
+import { answerListen, type AppListeners } from './app-listeners';
+import { isWorkerMessage } from '../shared/protocol';
 import type { NormalizedOptions } from './options';
 import { addWait, emptyWait, type WaitCounts } from '../shared/scoreboard';
 import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
@@ -33,6 +35,8 @@ const READBACK_GIVE_UP_MS = 30_000;
 
 export interface PoolEvents {
   'worker-start': [{ id: number; slot: number; pid: number }];
+  /** What the app sent with process.send(), as cluster's 'message' event. */
+  message: [{ id: number; slot: number; pid: number }, unknown];
   'worker-exit': [WorkerExit];
   error: [Error];
 }
@@ -64,6 +68,8 @@ export class Pool extends EventEmitter<PoolEvents> {
     private readonly opts: NormalizedOptions,
     private readonly sockets: Listener[],
     private readonly acceptor: NativeAcceptor | undefined,
+    /** Listeners opened by the app's own listen() calls (dispatch mode). */
+    private readonly appListeners?: AppListeners,
   ) {
     super();
     this.target = opts.min;
@@ -205,6 +211,7 @@ export class Pool extends EventEmitter<PoolEvents> {
       () => w.kill('SIGKILL'),
     );
     w.once('closed', () => this.onAppClosed(w));
+    w.child?.on('message', (m: unknown) => this.onWorkerMessage(w, m));
     void w.exited.then((exit) => this.onExit(w, exit));
     return w;
   }
@@ -216,6 +223,18 @@ export class Pool extends EventEmitter<PoolEvents> {
     if (w.retireReason !== undefined || this.closing) return;
     void this.retire(w, 'closed');
     this.refill();
+  }
+
+  /** listen() and server.close() in the app: the primary opens, shares and closes the listeners. */
+  private onWorkerMessage(w: WorkerHandle, m: unknown): void {
+    if (!isWorkerMessage(m)) {
+      // The app's own process.send(): surfaced, never acted upon.
+      if (this.listenerCount('message') > 0) this.emit('message', { id: w.id, slot: w.slot, pid: w.pid }, m);
+      return;
+    }
+    if (m.herdless !== 'listen' && m.herdless !== 'unlisten') return;
+    const reply = answerListen(this.appListeners, w.id, m, this.closing || w.state === 'exited', this.opts.mode);
+    if (reply && w.child?.connected) w.child.send(reply, () => {});
   }
 
   /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */
@@ -230,6 +249,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     addWait(this.retiredWait, w.board);
     this.detach(w);
     this.reclaim(w, Date.now());
+    this.appListeners?.leaveAll(w.id);
     this.workers.delete(w.id);
     this.emit('worker-exit', exit);
     if (w.spawnError) this.noteSpawnFailure(w.spawnError);

@@ -142,11 +142,15 @@ export class WorkerHandle extends EventEmitter {
         id,
         slot,
         app: opts.app,
+        args: opts.args,
         mode: opts.mode,
         parentPid: process.pid,
         sources,
         listeners: listeners.map(({ info }) => ({ family: info.family, address: info.address, port: info.port, path: info.path })),
         serverTimeouts: opts.serverTimeouts,
+        startTimeout: opts.startTimeout,
+        startDeadline: Date.now() + opts.startTimeout,
+        appListen: opts.mode === 'dispatch',
       };
       const creds = opts.credentials;
       const [file, args, switched] = workerCommand(opts.execArgv, creds);

@@ -78,6 +78,12 @@ export interface NativeAcceptor {
   /** Before start(): read a PROXY header (v1/v2) from every connection before the hand-off. */
   setProxyProtocol(timeoutMs: number, maxWaiting: number): void;
   stats(): AcceptorStats;
+  /** A listener the app opened in a worker: watched from now on; returns its index (never reused). */
+  addListener(fd: number): number;
+  /** Stop watching it; the caller closes the fd afterwards. */
+  removeListener(index: number): boolean;
+  /** Worker `workerId` listens on app listener `index` (joined), or no longer does. */
+  joinListener(index: number, workerId: number, joined: boolean): void;
 }
 
 export interface NativeInbox {
@@ -91,7 +97,7 @@ export type InboxCallback = (handoffs: number[] | null, consumed: number, proxie
 
 export interface Addon {
   supported: true;
-  listenTcp(ip: string, port: number, backlog: number, reusePort: boolean, listen: boolean): number;
+  listenTcp(ip: string, port: number, backlog: number, reusePort: boolean, listen: boolean, ipv6Only?: boolean): number;
   listenUnix(path: string, backlog: number, mode: number): number;
   socketInfo(fd: number): SocketInfo;
   inspectFd(fd: number): FdKind;

@@ -29,17 +29,43 @@ export interface ListenerInfo {
   path?: string;
 }
 
+/**
+ * What an app's listen() asks the primary to open (or join), host already resolved to an IP.
+ * nth: the how-manyth server of this worker listening on that address now (0 first), as in
+ * Node's cluster child: two listen(0) in one worker are two ports; worker A's first and
+ * worker B's first are one.
+ */
+export type AppListenSpec =
+  | { kind: 'tcp'; ip?: string; port: number; backlog: number; ipv6Only: boolean; nth: number }
+  | { kind: 'unix'; path: string; backlog: number; readableAll: boolean; writableAll: boolean; nth: number };
+
+/** A failed app listen(), as the worker rebuilds Node's error from it. */
+export interface ListenFailure {
+  code: string;
+  message: string;
+  /** Where Node would say it failed: '::' or '0.0.0.0' for a port without host, the path for unix. */
+  address?: string;
+}
+
 export interface WorkerConfig {
   id: number;
   /** Stable slot 0..max-1: a replacement takes the slot of the worker it replaces. */
   slot: number;
   app: string;
+  /** The app's own arguments: process.argv.slice(2) in the worker. */
+  args?: string[];
   mode: Mode;
   parentPid: number;
   sources: WorkerSource[];
   /** The primary's listeners, by the index that travels with each hand-off. */
   listeners: ListenerInfo[];
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
+  /** startTimeout, and when it ends (Date.now() ms; the primary started counting at spawn): an
+   *  app that neither exports a server nor calls listen() by then fails to load. */
+  startTimeout: number;
+  startDeadline: number;
+  /** listen() in the app goes to the primary (dispatch mode only). */
+  appListen: boolean;
   /** Who to become before the app loads, when setpriv(1) has not done it already. */
   credentials?: { uid: number; gid: number; user?: string; initGroups: boolean };
 }
@@ -50,10 +76,15 @@ export type ShutdownReason = 'reload' | 'scale-down' | 'recycle' | 'closed' | 's
 export type WorkerMessage =
   | { herdless: 'ready' }
   | { herdless: 'load-error'; message: string; stack?: string }
-  | { herdless: 'draining' };
+  | { herdless: 'draining' }
+  | { herdless: 'listen'; seq: number; spec: AppListenSpec }
+  | { herdless: 'unlisten'; index: number };
 
 /** `deadline`: ms from now after which the primary kills the worker. */
-export type PrimaryMessage = { herdless: 'drain'; reason: ShutdownReason; deadline: number };
+export type PrimaryMessage =
+  | { herdless: 'drain'; reason: ShutdownReason; deadline: number }
+  | { herdless: 'listening'; seq: number; index: number; info: ListenerInfo }
+  | { herdless: 'listen-error'; seq: number; error: ListenFailure };
 
 function tagged(m: unknown): boolean {
   return typeof m === 'object' && m !== null && typeof (m as { herdless?: unknown }).herdless === 'string';

@@ -25,18 +25,31 @@ interface HttpMessage {
   response: http.ServerResponse;
 }
 
+interface Route {
+  server: net.Server;
+  adopter: Adopter;
+}
+
+/** Connections of one listener index that came before its server was known (a reply in flight). */
+type Early = { fd: number; peer?: Peer }[];
+
 export class Intake {
   readonly sockets = new Set<net.Socket>();
-  readonly adopter: Adopter;
   draining = false;
   private readonly onSocketClose: (this: net.Socket) => void;
+  /** By listener index: the server its connections join. */
+  private readonly routes: (Route | undefined)[] = [];
+  /** What each listener index is (the adopter opens a TCP or a Pipe handle by it). */
+  private readonly infos: ListenerInfo[];
+  private readonly early = new Map<number, Early>();
+  private readonly http1 = new Set<unknown>();
+  private readonly counted = new Set<net.Server>();
 
   constructor(
-    readonly server: net.Server,
     private readonly board: Int32Array,
-    listeners: ListenerInfo[],
+    configured: ListenerInfo[],
   ) {
-    this.adopter = new Adopter(server, listeners);
+    this.infos = [...configured];
     const sockets = this.sockets;
     // One function for every socket: `this` is the socket.
     this.onSocketClose = function (this: Counted) {
@@ -49,15 +62,38 @@ export class Intake {
         Atomics.add(board, Score.requests, unfinished);
       }
     };
-    if (server instanceof http.Server || server instanceof https.Server) this.countHttp1();
-    else this.countByListener();
+  }
+
+  /** Every server that takes connections here. */
+  servers(): net.Server[] {
+    return [...this.counted];
+  }
+
+  /** Connections of listener `index` become connections of `server` from now on. */
+  route(index: number, server: net.Server, info?: ListenerInfo): void {
+    if (info) this.infos[index] = info;
+    this.routes[index] = { server, adopter: new Adopter(server, this.infos) };
+    if (!this.counted.has(server)) {
+      this.counted.add(server);
+      if (server instanceof http.Server || server instanceof https.Server) {
+        if (this.http1.size === 0) this.countHttp1();
+        this.http1.add(server);
+      } else {
+        this.countByListener(server);
+      }
+    }
+    const early = this.early.get(index);
+    if (early) {
+      this.early.delete(index);
+      for (const { fd, peer } of early) this.adoptOne(fd, index, peer);
+    }
   }
 
   private countHttp1(): void {
-    const { board, server } = this;
+    const { board, http1 } = this;
     dc.subscribe('http.server.request.start', (message) => {
       const m = message as HttpMessage;
-      if (m.server !== server) return;
+      if (!http1.has(m.server)) return;
       Atomics.add(board, Score.inFlight, 1);
       m.socket[kInFlight] = (m.socket[kInFlight] ?? 0) + 1;
       // Public API: Node ends the connection after a response that says so.
@@ -65,21 +101,21 @@ export class Intake {
     });
     dc.subscribe('http.server.response.finish', (message) => {
       const m = message as HttpMessage;
-      if (m.server !== server || !(m.socket[kInFlight]! > 0)) return;
+      if (!http1.has(m.server) || !(m.socket[kInFlight]! > 0)) return;
       m.socket[kInFlight]!--;
       Atomics.sub(board, Score.inFlight, 1);
       Atomics.add(board, Score.requests, 1);
     });
   }
 
-  private countByListener(): void {
+  private countByListener(server: net.Server): void {
     const { board } = this;
     const done = () => {
       Atomics.sub(board, Score.inFlight, 1);
       Atomics.add(board, Score.requests, 1);
     };
     // prependListener: count the request before the app's handler runs (it may block).
-    this.server.prependListener('request', (_req: unknown, res: http.ServerResponse) => {
+    server.prependListener('request', (_req: unknown, res: http.ServerResponse) => {
       Atomics.add(board, Score.inFlight, 1);
       res.once('close', done);
     });
@@ -91,7 +127,7 @@ export class Intake {
    * position in handoffs, counting pairs).
    */
   take(handoffs: number[], consumed: number, proxied?: (number | string)[]): void {
-    const { board, server } = this;
+    const { board } = this;
     Atomics.add(board, Score.open, handoffs.length >> 1);
     // After `open`: the dispatcher's load figure never dips while a connection moves in.
     Atomics.add(board, Score.received, consumed);
@@ -102,15 +138,28 @@ export class Intake {
         peer = { address: proxied[next + 1] as string, port: proxied[next + 2] as number, family: proxied[next + 3] as string };
         next += 4;
       }
-      const socket = this.adopter.adopt(handoffs[i], handoffs[i + 1], peer);
-      if (socket === null) {
-        Atomics.sub(board, Score.open, 1);
-        continue;
-      }
-      this.sockets.add(socket);
-      socket.on('close', this.onSocketClose);
+      this.adoptOne(handoffs[i], handoffs[i + 1], peer);
     }
     // The app may change it at any time; the dispatcher caps what it sends us by it.
-    Atomics.store(board, Score.maxConnections, server.maxConnections > 0 ? Math.min(server.maxConnections, 0x7fffffff) | 0 : 0);
+    const server = this.routes.find((r) => r !== undefined)?.server;
+    if (server) Atomics.store(board, Score.maxConnections, server.maxConnections > 0 ? Math.min(server.maxConnections, 0x7fffffff) | 0 : 0);
+  }
+
+  private adoptOne(fd: number, listener: number, peer: Peer | undefined): void {
+    const route = this.routes[listener];
+    if (!route) {
+      // Its server's listen() answer is still on its way (IPC and the channel race): soon.
+      const early = this.early.get(listener) ?? [];
+      early.push({ fd, peer });
+      this.early.set(listener, early);
+      return;
+    }
+    const socket = route.adopter.adopt(fd, listener, peer);
+    if (socket === null) {
+      Atomics.sub(this.board, Score.open, 1);
+      return;
+    }
+    this.sockets.add(socket);
+    socket.on('close', this.onSocketClose);
   }
 }

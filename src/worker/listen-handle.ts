@@ -14,10 +14,28 @@
 import type * as net from 'node:net';
 import type { ListenerInfo } from '../shared/protocol';
 
-interface Listenable extends net.Server {
+export interface Listenable extends net.Server {
   _handle: unknown;
   _connectionKey?: string;
   _pipeName?: string;
+}
+
+/** What net.Server asks of its handle: close() (server.close()), ref/unref, getsockname (address()). */
+export function standInHandle(listener: ListenerInfo | undefined, onClose: () => void): Record<string, unknown> {
+  const standIn: Record<string, unknown> = {
+    close: onClose,
+    ref() {},
+    unref() {},
+  };
+  if (listener && listener.family !== 'unix') {
+    standIn.getsockname = (out: Record<string, unknown>) => {
+      out.address = listener.address;
+      out.family = listener.family;
+      out.port = listener.port;
+      return 0;
+    };
+  }
+  return standIn;
 }
 
 export class ListenHandleError extends Error {}
@@ -28,22 +46,8 @@ export function attachListenHandle(server: net.Server, listener: ListenerInfo | 
   if (!('_handle' in s) || s._handle !== null) {
     throw new ListenHandleError("this Node's net.Server has no `_handle` slot: herdless cannot mark the app's server as listening");
   }
-  const standIn: Record<string, unknown> = {
-    close: onClose,
-    ref() {},
-    unref() {},
-  };
-  if (listener?.family === 'unix') {
-    s._pipeName = listener.path;
-  } else if (listener) {
-    standIn.getsockname = (out: Record<string, unknown>) => {
-      out.address = listener.address;
-      out.family = listener.family;
-      out.port = listener.port;
-      return 0;
-    };
-  }
-  s._handle = standIn;
+  if (listener?.family === 'unix') s._pipeName = listener.path;
+  s._handle = standInHandle(listener, onClose);
   s._connectionKey = `herdless:${listener?.address ?? listener?.path ?? ''}:${listener?.port ?? ''}`;
   if (!s.listening) throw new ListenHandleError("this Node's net.Server ignores `_handle`: herdless cannot mark the app's server as listening");
   // As net.Server does once it listens: http servers start their connection tracking here.

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { runAsMain } from './run-main';
 import { state } from './state';
 
 export class AppLoadError extends Error {}
@@ -57,14 +57,35 @@ function unreadable(file: string): AppLoadError | undefined {
   }
 }
 
-export async function loadApp(file: string): Promise<net.Server> {
+/**
+ * Runs `file` as the main module with `args` as its arguments (run-main.ts).
+ * appListen: the app's own listen() calls are served (dispatch mode). Then an app that
+ * listened while loading resolves undefined (its servers are served; what it exports is its
+ * own business), and, with mayListenLater (no address configured), one that exports nothing
+ * servable: it may listen later (an async bootstrap); the caller waits for that.
+ */
+export async function loadApp(file: string, args: readonly string[], appListen = false, mayListenLater = false): Promise<net.Server | undefined> {
   let mod: unknown;
   try {
-    mod = await import(pathToFileURL(file).href);
+    mod = await runAsMain(file, args);
   } catch (err) {
     throw unreadable(file) ?? err;
   }
-  const server = state.served ?? (await toServer(unwrapDefault(mod), true));
+  if (appListen && state.served === undefined && state.listenCalls > 0) {
+    await Promise.all(state.readiness);
+    return undefined;
+  }
+  let server: net.Server;
+  try {
+    server = state.served ?? (await toServer(unwrapDefault(mod), true));
+  } catch (err) {
+    if (!(err instanceof AppLoadError)) throw err;
+    // Listened meanwhile (a factory that listens), or may still (nothing configured to serve).
+    if (!appListen || (state.listenCalls === 0 && !mayListenLater)) throw err;
+    await Promise.all(state.readiness);
+    return undefined;
+  }
+  if (appListen && state.listenCalls > 0 && state.served === undefined) return undefined; // a factory that listened
   if (server.listening) throw new AppLoadError('the app\'s server is already listening: export it without calling listen()');
   await Promise.all(state.readiness);
   return server;

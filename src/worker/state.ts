@@ -11,6 +11,8 @@ export const state = {
   slot: -1,
   /** A server handed to serve() while the app module loaded. */
   served: undefined as Server | undefined,
+  /** listen() calls the app made on any net.Server (herdless routes them to the primary). */
+  listenCalls: 0,
   /** Promises the dispatcher waits for before sending connections. */
   readiness: [] as Promise<unknown>[],
 };

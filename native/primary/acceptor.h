@@ -79,6 +79,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   bool Deliver(const Handoff& handoff, int exclude = -1);
   int RouteByClient(const Peer& peer);   // client-ip: the worker for this client, or -1
   void ArmListeners(bool armed);         // proxyProtocol: stop accepting while headers fill the reader
+  void ArmForReader();                   // armed exactly when the reader has room (every round's end)
   placement::Options PlacementOptions() const;
   void SendBatch(size_t worker, uint32_t listener);
   bool FlushWaiting();                   // false: some connections still wait

@@ -250,7 +250,7 @@ Napi::Value Acceptor::SetRoute(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setProxyProtocol(timeoutMs, maxWaiting): before start(). Every connection must begin with
+// setProxyProtocol(timeoutMs, maxWaiting, trusted?): before start(). Every connection must begin with
 // a PROXY header (v1 or v2), read by the accept thread before the hand-off (proxy-reader.h).
 Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -258,6 +258,13 @@ Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   uint32_t timeout_ms = info[0].As<Napi::Number>().Uint32Value();
   uint32_t capacity = info[1].As<Napi::Number>().Uint32Value();
   proxy_.Configure(epoll_fd_, timeout_ms, capacity < 1 ? 1 : capacity);
+  // trusted (proxyFrom): rules as a Buffer; absent, every peer may name the client ('*').
+  if (info.Length() > 2 && info[2].IsBuffer()) {
+    Napi::Buffer<uint8_t> rules = info[2].As<Napi::Buffer<uint8_t>>();
+    proxy_.Trust().Configure(false, rules.Data(), rules.Length());
+  } else {
+    proxy_.Trust().Configure(true, nullptr, 0);
+  }
   send_peers_ = true;
   // A proxied client always speaks first (its header), so TCP listeners hand us a connection
   // only once data has come (TCP_DEFER_ACCEPT, 1 s, as nginx's `deferred`): the header is then
@@ -331,6 +338,7 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
   Napi::Object proxy = Napi::Object::New(env);
   proxy.Set("accepted", num(proxy_.counters.accepted));
   proxy.Set("local", num(proxy_.counters.local));
+  proxy.Set("untrusted", num(proxy_.counters.untrusted));
   proxy.Set("malformed", num(proxy_.counters.malformed));
   proxy.Set("timedOut", num(proxy_.counters.timed_out));
   proxy.Set("fullPauses", num(proxy_.counters.full));

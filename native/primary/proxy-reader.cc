@@ -42,11 +42,12 @@ ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t wai
   probe.listener = h->listener;
   probe.own = h->peer;
   probe.accepted_ns = h->accepted_ns;
+  probe.trusted = trust_.Trusted(h->peer);  // the peer accept4 reported: decided once, here
   Handoff out{-1, 0};
   if (!TryParse(probe, false, &out)) {
     uint32_t timeout = timeout_ms_;
     if (last_peek_ < 0 && waited_ms > 0) timeout = waited_ms < timeout ? timeout - waited_ms : 1;  // silent so far
-    return Add(h->fd, h->listener, h->peer, h->accepted_ns, now_ms + timeout) ? Outcome::kWaiting : Outcome::kDropped;
+    return Add(probe, now_ms + timeout) ? Outcome::kWaiting : Outcome::kDropped;
   }
   if (out.fd < 0) {
     ::close(h->fd);
@@ -56,7 +57,8 @@ ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t wai
   return Outcome::kReady;
 }
 
-bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint64_t accepted_ns, uint32_t deadline_ms) {
+bool ProxyReader::Add(const Slot& probe, uint32_t deadline_ms) {
+  int fd = probe.fd;
   if (free_.empty()) {  // the caller checks Full() before accepting; never leak regardless
     ::close(fd);
     return false;
@@ -73,9 +75,10 @@ bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint64_t accep
   }
   free_.pop_back();
   s.fd = fd;
-  s.listener = listener;
-  s.own = own;
-  s.accepted_ns = accepted_ns;
+  s.listener = probe.listener;
+  s.own = probe.own;
+  s.trusted = probe.trusted;
+  s.accepted_ns = probe.accepted_ns;
   s.deadline_ms = deadline_ms;
   waiting_++;
   order_.emplace_back(i, s.generation);
@@ -137,10 +140,12 @@ bool ProxyReader::TryParse(Slot& s, bool hangup, Handoff* out) {
   }
   counters.accepted++;
   if (r.local) counters.local++;
+  // Consumed either way (the app must not see it), but only a trusted peer names the client.
+  if (!s.trusted) counters.untrusted++;
   out->fd = s.fd;
   out->listener = s.listener;
   out->accepted_ns = s.accepted_ns;
-  out->peer = r.status == proxy::Status::kProxied ? r.peer : s.own;
+  out->peer = r.status == proxy::Status::kProxied && s.trusted ? r.peer : s.own;
   return true;
 }
 

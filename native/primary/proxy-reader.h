@@ -16,6 +16,7 @@
 #include <deque>
 #include <vector>
 
+#include "primary/proxy-trust.h"
 #include "shared/channel.h"
 
 namespace herdless {
@@ -27,6 +28,7 @@ class ProxyReader {
   struct Counters {
     std::atomic<uint64_t> accepted{0};   // valid headers (LOCAL and UNKNOWN included)
     std::atomic<uint64_t> local{0};      // of which v2 LOCAL
+    std::atomic<uint64_t> untrusted{0};  // of which from a peer outside proxyFrom: read, ignored
     std::atomic<uint64_t> malformed{0};  // closed: not a PROXY header (or closed before one)
     std::atomic<uint64_t> timed_out{0};  // closed: no whole header within the timeout
     std::atomic<uint64_t> full{0};       // times accepting paused because `capacity` waited
@@ -38,6 +40,7 @@ class ProxyReader {
   ~ProxyReader() { CloseAll(); }
 
   void Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity);
+  ProxyTrust& Trust() { return trust_; }  // proxyFrom; every peer until configured
   bool Enabled() const { return epoll_fd_ >= 0; }
   bool Full() const { return waiting_ >= slots_.size(); }
   size_t Waiting() const { return waiting_; }
@@ -68,13 +71,15 @@ class ProxyReader {
     uint32_t generation = 0;  // tags from a slot's previous occupant are ignored
     uint32_t deadline_ms = 0;
     Peer own{};
+    bool trusted = false;      // own is inside proxyFrom: its header may name the client
     uint64_t accepted_ns = 0;  // kept for the dispatch wait the worker measures
   };
-  bool Add(int fd, uint32_t listener, const Peer& own, uint64_t accepted_ns, uint32_t deadline_ms);  // false: fd closed
+  bool Add(const Slot& probe, uint32_t deadline_ms);  // false: fd closed
   void Release(size_t slot);
   bool TryParse(Slot& s, bool hangup, Handoff* out);  // false: wait for more
 
   int epoll_fd_ = -1;
+  ProxyTrust trust_;
   uint32_t timeout_ms_ = 3000;
   std::vector<Slot> slots_;
   std::vector<size_t> free_;

@@ -14,6 +14,7 @@ import { Pool } from './pool';
 import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from '../shared/scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
 import { startSuccessor, type Successor } from './upgrade';
+import { encodeProxyTrust } from './proxy-from';
 import type { WorkerExit } from './worker-handle';
 
 /** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
@@ -148,7 +149,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         });
         acceptor.setStealAfter(opts.stealAfter);
         acceptor.setRoute(opts.route === 'client-ip');
-        if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts));
+        if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts), encodeProxyTrust(opts.proxyFrom));
         pool = new Pool(addon, opts, listeners, acceptor);
         await pool.start();
         self = new Dispatcher(addon, opts, listeners, acceptor, pool);
@@ -239,7 +240,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       };
     });
     let dispatcher: DispatcherStats['dispatcher'];
-    let proxy: ProxyStats = { accepted: 0, local: 0, malformed: 0, timedOut: 0, fullPauses: 0, waiting: 0 };
+    let proxy: ProxyStats = { accepted: 0, local: 0, untrusted: 0, malformed: 0, timedOut: 0, fullPauses: 0, waiting: 0 };
     if (acceptorStats) {
       const { pendingByWorker: _unused, proxy: proxyStats, ...rest } = acceptorStats;
       dispatcher = rest;

@@ -50,6 +50,8 @@ export interface AcceptorStats {
 export interface ProxyStats {
   accepted: number;
   local: number;
+  /** Of `accepted`: from a peer outside proxyFrom, so read and ignored (the socket's own address stands). */
+  untrusted: number;
   malformed: number;
   timedOut: number;
   /** Times accepting paused because the most connections allowed were awaiting their header. */
@@ -76,7 +78,8 @@ export interface NativeAcceptor {
   /** Before start(): true routes each client address to its own worker (route: 'client-ip'). */
   setRoute(clientIp: boolean): void;
   /** Before start(): read a PROXY header (v1/v2) from every connection before the hand-off. */
-  setProxyProtocol(timeoutMs: number, maxWaiting: number): void;
+  /** trusted: proxyFrom's rules, 18 bytes each ({ family 0|4|6, prefix, addr[16] }); absent: every peer. */
+  setProxyProtocol(timeoutMs: number, maxWaiting: number, trusted?: Buffer): void;
   stats(): AcceptorStats;
 }
 

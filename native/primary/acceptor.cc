@@ -134,14 +134,18 @@ void Acceptor::Wake() {
   }
 }
 
-// addWorker(id, channelFd, scoreboardFd, workerEndFd?): workerEndFd, the primary's copy of
-// the worker's end, lets the thread take back what a stalled worker has not read (stealAfter).
+// addWorker(id, channelFd, scoreboardFd, workerEndFd?, routeKey?): workerEndFd, the primary's
+// copy of the worker's end, lets the thread take back what a stalled worker has not read
+// (stealAfter). routeKey: its client-ip key (its slot, so that a replacement keeps the
+// clients of the worker it replaces); default: the id.
 Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Worker w;
   w.id = info[0].As<Napi::Number>().Int32Value();
   w.channel = info[1].As<Napi::Number>().Int32Value();
   if (info.Length() > 3 && info[3].IsNumber()) w.worker_end = info[3].As<Napi::Number>().Int32Value();
+  uint32_t route_key = static_cast<uint32_t>(w.id);
+  if (info.Length() > 4 && info[4].IsNumber()) route_key = info[4].As<Napi::Number>().Uint32Value();
   w.board = MapScoreboardReadOnly(info[2].As<Napi::Number>().Int32Value());
   if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard of worker " + std::to_string(w.id));
   // The worker may already have taken connections from a previous life of the channel
@@ -151,7 +155,7 @@ Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_.push_back(w);
-    keys_.push_back(static_cast<uint32_t>(w.id));
+    keys_.push_back(route_key);
   }
   Wake();  // we may have been paused for lack of workers
   return env.Undefined();
@@ -242,10 +246,19 @@ Napi::Value Acceptor::SetStealAfter(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setRoute(clientIp): before start(). true: route: 'client-ip' (placement.h, PickByClient).
+// setRoute(clientIp, secret?): before start(). true: route: 'client-ip' (placement.h,
+// PickByClient). secret: the pool's 16-byte key for the client hash (a Buffer).
 Napi::Value Acceptor::SetRoute(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(mutex_);
   route_by_client_ = info[0].ToBoolean();
+  if (info.Length() > 1 && info[1].IsBuffer() && info[1].As<Napi::Buffer<uint8_t>>().Length() == 16) {
+    const uint8_t* b = info[1].As<Napi::Buffer<uint8_t>>().Data();
+    route_key_ = {};
+    for (size_t i = 0; i < 8; i++) {
+      route_key_.k0 |= uint64_t{b[i]} << (8 * i);
+      route_key_.k1 |= uint64_t{b[8 + i]} << (8 * i);
+    }
+  }
   send_peers_ = route_by_client_ || proxy_.Enabled();
   return info.Env().Undefined();
 }

@@ -15,6 +15,7 @@ import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts }
 import { Supervisor, type ScaleEvent } from './supervisor';
 import { startSuccessor, type Successor } from './upgrade';
 import { encodeProxyTrust } from './proxy-from';
+import { ROUTE_SECRET_ENV, takeRouteSecret } from './route-secret';
 import type { WorkerExit } from './worker-handle';
 
 /** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
@@ -105,6 +106,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     private readonly sockets: Listener[],
     private readonly acceptor: NativeAcceptor | undefined,
     private readonly pool: Pool,
+    private readonly routeSecret: Buffer,
   ) {
     super();
     pool.on('worker-start', (info) => this.emit('worker-start', info));
@@ -134,6 +136,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   private static async open(options: DispatcherOptions): Promise<Dispatcher> {
     const opts = normalizeOptions(options);
+    // Taken (and removed from the environment) before any worker is spawned.
+    const routeSecret = takeRouteSecret();
     const addon = loadAddon();
     assertRuntime(addon);
     const listeners = await openListeners(addon, opts.listen, opts.mode);
@@ -148,17 +152,17 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
           self?.report(acceptError(err as Error & { listener?: number }, listeners));
         });
         acceptor.setStealAfter(opts.stealAfter);
-        acceptor.setRoute(opts.route === 'client-ip');
+        acceptor.setRoute(opts.route === 'client-ip', routeSecret);
         if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts), encodeProxyTrust(opts.proxyFrom));
         pool = new Pool(addon, opts, listeners, acceptor);
         await pool.start();
-        self = new Dispatcher(addon, opts, listeners, acceptor, pool);
+        self = new Dispatcher(addon, opts, listeners, acceptor, pool, routeSecret);
         acceptor.start();
         return await self.startMetrics();
       }
       pool = new Pool(addon, opts, listeners, undefined);
       await pool.start();
-      return await new Dispatcher(addon, opts, listeners, undefined, pool).startMetrics();
+      return await new Dispatcher(addon, opts, listeners, undefined, pool, routeSecret).startMetrics();
     } catch (err) {
       // Nothing may outlive a failed start.
       await pool?.destroy();
@@ -336,7 +340,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const metricsFd = this.metrics?.fd();
     if (metricsFd !== undefined && this.opts.metrics) sockets.push({ fd: metricsFd, key: metricsKey(this.opts.metrics) });
     sockets.push(...(options.sockets ?? []));
-    const successor = startSuccessor(sockets, { env: options.env, timeout: this.opts.upgradeTimeout });
+    const successor = startSuccessor(sockets, { env: { ...options.env, [ROUTE_SECRET_ENV]: this.routeSecret.toString('hex') }, timeout: this.opts.upgradeTimeout });
     this.successor = successor;
     try {
       await successor.ready;

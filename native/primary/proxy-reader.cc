@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 #include "primary/proxy-header.h"
 
@@ -34,6 +35,8 @@ void ProxyReader::Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity) 
   free_.clear();
   for (size_t i = capacity; i > 0; i--) free_.push_back(i - 1);
   scratch_.resize(kV2Largest);
+  deadlines_.clear();
+  deadlines_.reserve(capacity);
 }
 
 ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t waited_ms) {
@@ -81,7 +84,9 @@ bool ProxyReader::Add(const Slot& probe, uint32_t deadline_ms) {
   s.accepted_ns = probe.accepted_ns;
   s.deadline_ms = deadline_ms;
   waiting_++;
-  order_.emplace_back(i, s.generation);
+  s.heap_pos = deadlines_.size();
+  deadlines_.push_back(i);
+  HeapUp(s.heap_pos);
   // Bytes that came between Take()'s peek and now are reported by the registration itself
   // (epoll_ctl checks readiness), so the next epoll_wait picks them up.
   return true;
@@ -92,6 +97,7 @@ void ProxyReader::Release(size_t i) {
   // Closing removes it from the epoll set; an explicit DEL first, as the fd may have been
   // handed on (the record holds another reference to the socket, which would keep it there).
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.fd, nullptr);
+  HeapRemove(s.heap_pos);
   s.fd = -1;
   s.generation++;
   free_.push_back(i);
@@ -167,22 +173,53 @@ void ProxyReader::OnEvent(uint64_t tag, uint32_t events, std::vector<Handoff>* r
 }
 
 int ProxyReader::Expire(uint32_t now_ms) {
-  while (!order_.empty()) {
-    auto [i, generation] = order_.front();
-    Slot& s = slots_[i];
-    if (s.fd < 0 || s.generation != generation) {  // done with already
-      order_.pop_front();
-      continue;
-    }
-    int32_t left = static_cast<int32_t>(s.deadline_ms - now_ms);
+  while (!deadlines_.empty()) {
+    size_t i = deadlines_.front();
+    int32_t left = static_cast<int32_t>(slots_[i].deadline_ms - now_ms);
     if (left > 0) return left;
-    int fd = s.fd;
-    Release(i);
+    int fd = slots_[i].fd;
+    Release(i);  // takes it off the heap
     ::close(fd);
     counters.timed_out++;
-    order_.pop_front();
   }
   return -1;
+}
+
+void ProxyReader::HeapSwap(size_t a, size_t b) {
+  std::swap(deadlines_[a], deadlines_[b]);
+  slots_[deadlines_[a]].heap_pos = a;
+  slots_[deadlines_[b]].heap_pos = b;
+}
+
+void ProxyReader::HeapUp(size_t pos) {
+  while (pos > 0) {
+    size_t parent = (pos - 1) / 2;
+    if (!Earlier(deadlines_[pos], deadlines_[parent])) return;
+    HeapSwap(pos, parent);
+    pos = parent;
+  }
+}
+
+void ProxyReader::HeapDown(size_t pos) {
+  for (;;) {
+    size_t first = pos, l = 2 * pos + 1, r = l + 1;
+    if (l < deadlines_.size() && Earlier(deadlines_[l], deadlines_[first])) first = l;
+    if (r < deadlines_.size() && Earlier(deadlines_[r], deadlines_[first])) first = r;
+    if (first == pos) return;
+    HeapSwap(pos, first);
+    pos = first;
+  }
+}
+
+void ProxyReader::HeapRemove(size_t pos) {
+  if (pos >= deadlines_.size()) return;
+  size_t last = deadlines_.size() - 1;
+  if (pos != last) HeapSwap(pos, last);
+  deadlines_.pop_back();
+  if (pos < deadlines_.size()) {
+    HeapUp(pos);
+    HeapDown(pos);
+  }
 }
 
 size_t ProxyReader::CloseAll() {
@@ -194,7 +231,6 @@ size_t ProxyReader::CloseAll() {
     ::close(fd);
     closed++;
   }
-  order_.clear();
   return closed;
 }
 

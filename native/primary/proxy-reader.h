@@ -13,7 +13,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <vector>
 
 #include "primary/proxy-trust.h"
@@ -70,6 +69,7 @@ class ProxyReader {
     uint32_t listener = 0;
     uint32_t generation = 0;  // tags from a slot's previous occupant are ignored
     uint32_t deadline_ms = 0;
+    size_t heap_pos = 0;       // where it is in deadlines_, while waiting
     Peer own{};
     bool trusted = false;      // own is inside proxyFrom: its header may name the client
     uint64_t accepted_ns = 0;  // kept for the dispatch wait the worker measures
@@ -84,7 +84,18 @@ class ProxyReader {
   std::vector<Slot> slots_;
   std::vector<size_t> free_;
   size_t waiting_ = 0;
-  std::deque<std::pair<size_t, uint32_t>> order_;  // (slot, generation), oldest first: deadlines in order
+  // Waiting slots, a binary min-heap by deadline. Not a FIFO: a peer that already waited in the
+  // kernel (TCP_DEFER_ACCEPT) is due sooner than one accepted before it. A slot leaves the heap
+  // when it leaves the reader, so the heap never holds more than `capacity`, however long
+  // proxyTimeout is.
+  std::vector<size_t> deadlines_;
+  bool Earlier(size_t a, size_t b) const {
+    return static_cast<int32_t>(slots_[a].deadline_ms - slots_[b].deadline_ms) < 0;
+  }
+  void HeapSwap(size_t i, size_t j);
+  void HeapUp(size_t pos);
+  void HeapDown(size_t pos);
+  void HeapRemove(size_t pos);
   std::vector<uint8_t> scratch_;                   // one v2 header at its largest
   ssize_t last_peek_ = 0;                          // what TryParse's first peek returned
 };

@@ -89,6 +89,14 @@ describe('proxyFrom: only trusted peers may name the client (real sockets)', fun
     assert.equal((await ask(d.address().port, header('203.0.113.6'), { host: '::1' })).remoteAddress, '::1');
   });
 
+  it('a dual-stack listener (::): an IPv4 peer, seen as ::ffff:a.b.c.d, matches IPv4 rules', async () => {
+    d = await Dispatcher.start({ app, listen: [{ port: 0, host: '::' }], min: 1, max: 1, proxyProtocol: true, proxyFrom: '127.0.0.2/32' });
+    const port = d.address().port;
+    assert.equal((await ask(port, header('203.0.113.5'), { localAddress: '127.0.0.2' })).remoteAddress, '203.0.113.5');
+    assert.equal((await ask(port, header('203.0.113.5'), { localAddress: '127.0.0.3' })).remoteAddress, '::ffff:127.0.0.3');
+    assert.equal(d.stats().proxy.untrusted, 1);
+  });
+
   it("route: 'client-ip' follows the real peer when its header is not trusted", async () => {
     const port = await start({ min: 4, max: 4, route: 'client-ip', proxyFrom: '127.0.0.2' });
     const pids = new Set();

@@ -144,6 +144,11 @@ describe('proxyProtocol: PROXY v1/v2 headers (real sockets)', function () {
       Buffer.concat([SIG, Buffer.from([0x31, 0x11, 0, 12]), Buffer.alloc(12)]), // version 3
       Buffer.concat([SIG, Buffer.from([0x22, 0x11, 0, 12]), Buffer.alloc(12)]), // command 2
       v2(1, 0x21, Buffer.alloc(12)), // TCP6 with a TCP4-sized block
+      // Families past 3 and protocols past 2 are undefined: the spec says reject them.
+      v2(1, 0xff, Buffer.alloc(12)),
+      v2(1, 0x41, Buffer.alloc(12)),
+      v2(1, 0x13, Buffer.alloc(12)),
+      v2(0, 0xf0), // even with LOCAL
     ];
     for (const b of bad) {
       const r = await exchange(port, [typeof b === 'string' ? b + REQUEST : Buffer.concat([b, Buffer.from(REQUEST)])]);

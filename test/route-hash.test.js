@@ -1,24 +1,30 @@
 'use strict';
 // route: 'client-ip' as a pure function (native/primary/placement.h PickByClient, through
-// addon.pickByClientForTest): rendezvous hashing over each worker's stable key (its id).
-// One client address always lands on the same healthy worker, whatever the order the workers
-// are listed in; adding one worker moves only the clients it now wins (about 1/(n+1)); an
-// unhealthy worker is passed over for that connection only, to the same next choice for
-// every connection of the client.
+// addon.pickByClientForTest): rendezvous hashing over each worker's stable key (its slot),
+// of a client hash keyed with the pool's secret (SipHash-2-4). One client address always
+// lands on the same healthy worker, whatever the order the workers are listed in; adding one
+// worker moves only the clients it now wins (about 1/(n+1)); an unhealthy worker is passed
+// over for that connection only, to the same next choice for every connection of the client.
+// These hold for any secret: each run draws its own. Without the secret, where an address
+// lands cannot be computed: another secret puts it elsewhere.
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const { loadAddon } = require('../lib/shared/binding');
 
-const { pickByClientForTest: pickByClient, clientHashForTest: hash } = loadAddon();
+const { pickByClientForTest: rawPick, clientHashForTest: rawHash } = loadAddon();
+const SECRET = crypto.randomBytes(16).toString('hex');
+const pickByClient = (views, keys, address, now, opts = {}) => rawPick(views, keys, address, now, { secret: SECRET, ...opts });
+const hash = (address, secret = SECRET) => rawHash(address, secret);
 const NOW = { us: 50_000_000, ms: 50_000 };
 const asleep = (o = {}) => ({ awake: false, sinceUs: NOW.us - 1000, sinceMs: NOW.ms - 1, ...o });
 const awakeFor = (us, o = {}) => ({ awake: true, sinceUs: NOW.us - us, sinceMs: Math.floor((NOW.us - us) / 1000), ...o });
 
 /** `count` distinct IPv4 client addresses spread over 10.0.0.0/8. */
 const clients = (count) => Array.from({ length: count }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
-/** The key (worker id) each client lands on in a pool of healthy workers with these ids. */
-function assign(ids, addrs) {
+/** The key (worker slot) each client lands on in a pool of healthy workers with these keys. */
+function assign(ids, addrs, secret = SECRET) {
   const views = ids.map(() => asleep());
-  return addrs.map((a) => ids[pickByClient(views, ids, a, NOW)]);
+  return addrs.map((a) => ids[pickByClient(views, ids, a, NOW, { secret })]);
 }
 
 describe('client-ip routing: pickByClientForTest()', function () {
@@ -32,6 +38,27 @@ describe('client-ip routing: pickByClientForTest()', function () {
     for (const id of ids) {
       const n = first.filter((k) => k === id).length;
       assert.ok(n > 25 && n < 75, `worker ${id} got ${n} of 200 clients`);
+    }
+  });
+
+  it('the secret decides: under another secret the same addresses land elsewhere, so nobody can aim them offline', () => {
+    const ids = [0, 1, 2, 3];
+    const addrs = clients(1000);
+    const other = crypto.randomBytes(16).toString('hex');
+    const mine = assign(ids, addrs);
+    const theirs = assign(ids, addrs, other);
+    const same = mine.filter((k, i) => k === theirs[i]).length;
+    // Independent choices agree 1 time in 4: about 250 of 1000.
+    assert.ok(same > 180 && same < 320, `${same} of 1000 addresses land on the same worker under two secrets`);
+    // Nor under the unkeyed (all-zero) hash of the old code.
+    const zero = assign(ids, addrs, '0'.repeat(32));
+    assert.ok(mine.filter((k, i) => k === zero[i]).length < 320, 'the secret changed nothing');
+    assert.notEqual(hash('192.0.2.7'), hash('192.0.2.7', other));
+    // Sequential addresses (what someone who owns a /24 can choose) still spread evenly.
+    const seq = assign(ids, Array.from({ length: 256 }, (_, i) => `198.51.100.${i}`));
+    for (const id of ids) {
+      const n = seq.filter((k) => k === id).length;
+      assert.ok(n > 35 && n < 95, `worker ${id} got ${n} of 256 sequential addresses`);
     }
   });
 

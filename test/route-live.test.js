@@ -75,6 +75,22 @@ describe("route: 'client-ip' (real processes)", function () {
     for (let i = 0; i < clients.length; i++) assert.equal((await pids(port, clients[i], 1))[0], before[i], 'back home after the shrink');
   });
 
+  it("a SIGKILLed worker's replacement takes its slot and its clients back; nobody else's client moves", async () => {
+    const port = await start();
+    const clients = Array.from({ length: 16 }, (_, i) => source(i));
+    const before = [];
+    for (const c of clients) before.push((await pids(port, c, 1))[0]);
+    const victim = before[0];
+    const slot = d.workers().find((w) => w.pid === victim).slot;
+    process.kill(victim, 'SIGKILL');
+    await waitFor(() => d.workers().length === 4 && d.workers().every((w) => w.state === 'ready' && w.pid !== victim), 15_000);
+    const replacement = d.workers().find((w) => w.slot === slot).pid;
+    for (let i = 0; i < clients.length; i++) {
+      const now = (await pids(port, clients[i], 1))[0];
+      assert.equal(now, before[i] === victim ? replacement : before[i], `${clients[i]}: served by ${now}`);
+    }
+  });
+
   it('a stalled worker is skipped for new connections meanwhile; its clients come back after', async () => {
     const port = await start({ min: 2, max: 2 });
     const from = source(0);

@@ -207,6 +207,14 @@ void Acceptor::ArmListeners(bool armed) {
   }
 }
 
+// The one rule for the listeners' arming, applied at the end of every round, paused or not:
+// armed exactly when the PROXY reader has room. Each pause reason (no worker with room, fds
+// exhausted, accept errors) only decides how long to wait; none of them owns the arming, so
+// no order of pauses can leave a listener disarmed with room in the reader.
+void Acceptor::ArmForReader() {
+  if (proxy_.Enabled()) ArmListeners(!proxy_.Full());
+}
+
 void Acceptor::RunLoop() {
   epoll_event events[kMaxEvents];
   Pause pause = Pause::kNone;
@@ -239,6 +247,10 @@ void Acceptor::RunLoop() {
       // Not while fds run out: a record read back then could lose its fds (MSG_CTRUNC).
       steal_ms = pause == Pause::kFds ? 0 : StealStep();  // 0: look again once resumed
       pause = FlushWaiting() && HasRoom(MonotonicMillis()) ? Pause::kNone : Pause::kBackpressure;
+      // Headers may have completed or timed out meanwhile: the reader's room decides, on this
+      // way out of the pause as on every other (a pause that began while the reader was full
+      // must not resume into epoll_wait(-1) with the listeners still disarmed).
+      ArmForReader();
       continue;
     }
     int timeout = steal_ms;
@@ -280,7 +292,6 @@ void Acceptor::RunLoop() {
         if (!Deliver(h)) waiting_.push_back(h);
       ready.clear();
       proxy_ms = proxy_.Expire(MonotonicMillis());
-      if (!proxy_.Full()) ArmListeners(true);
     }
     if (pause == Pause::kNone && !FlushWaiting()) pause = Pause::kBackpressure;
     steal_ms = StealStep();
@@ -288,6 +299,7 @@ void Acceptor::RunLoop() {
     if (pause == Pause::kNone && !waiting_.empty()) pause = Pause::kBackpressure;
     if (pause == Pause::kBackpressure) backpressure_pauses_.fetch_add(1, std::memory_order_relaxed);
     if (pause == Pause::kFds) fd_pauses_.fetch_add(1, std::memory_order_relaxed);
+    ArmForReader();
     delay_us = coalescer.After(accepted_.load(std::memory_order_relaxed) - accepted_before);
     // Waiting only pays while every worker has work: an idle worker should get the next
     // connection the moment it arrives.

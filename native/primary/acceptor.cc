@@ -140,14 +140,18 @@ void Acceptor::Wake() {
   }
 }
 
-// addWorker(id, channelFd, scoreboardFd, workerEndFd?): workerEndFd, the primary's copy of
-// the worker's end, lets the thread take back what a stalled worker has not read (stealAfter).
+// addWorker(id, channelFd, scoreboardFd, workerEndFd?, routeKey?): workerEndFd, the primary's
+// copy of the worker's end, lets the thread take back what a stalled worker has not read
+// (stealAfter). routeKey: its client-ip key (its slot, so that a replacement keeps the
+// clients of the worker it replaces); default: the id.
 Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Worker w;
   w.id = info[0].As<Napi::Number>().Int32Value();
   w.channel = info[1].As<Napi::Number>().Int32Value();
   if (info.Length() > 3 && info[3].IsNumber()) w.worker_end = info[3].As<Napi::Number>().Int32Value();
+  uint32_t route_key = static_cast<uint32_t>(w.id);
+  if (info.Length() > 4 && info[4].IsNumber()) route_key = info[4].As<Napi::Number>().Uint32Value();
   w.board = MapScoreboardReadOnly(info[2].As<Napi::Number>().Int32Value());
   if (w.board == nullptr) throw ErrnoError(env, errno, "mmap", "scoreboard of worker " + std::to_string(w.id));
   // The worker may already have taken connections from a previous life of the channel
@@ -157,7 +161,7 @@ Napi::Value Acceptor::AddWorker(const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     workers_.push_back(w);
-    keys_.push_back(static_cast<uint32_t>(w.id));
+    keys_.push_back(route_key);
   }
   Wake();  // we may have been paused for lack of workers
   return env.Undefined();
@@ -248,15 +252,24 @@ Napi::Value Acceptor::SetStealAfter(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setRoute(clientIp): before start(). true: route: 'client-ip' (placement.h, PickByClient).
+// setRoute(clientIp, secret?): before start(). true: route: 'client-ip' (placement.h,
+// PickByClient). secret: the pool's 16-byte key for the client hash (a Buffer).
 Napi::Value Acceptor::SetRoute(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(mutex_);
   route_by_client_ = info[0].ToBoolean();
+  if (info.Length() > 1 && info[1].IsBuffer() && info[1].As<Napi::Buffer<uint8_t>>().Length() == 16) {
+    const uint8_t* b = info[1].As<Napi::Buffer<uint8_t>>().Data();
+    route_key_ = {};
+    for (size_t i = 0; i < 8; i++) {
+      route_key_.k0 |= uint64_t{b[i]} << (8 * i);
+      route_key_.k1 |= uint64_t{b[8 + i]} << (8 * i);
+    }
+  }
   send_peers_ = route_by_client_ || proxy_.Enabled();
   return info.Env().Undefined();
 }
 
-// setProxyProtocol(timeoutMs, maxWaiting): before start(). Every connection must begin with
+// setProxyProtocol(timeoutMs, maxWaiting, trusted?): before start(). Every connection must begin with
 // a PROXY header (v1 or v2), read by the accept thread before the hand-off (proxy-reader.h).
 Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -264,6 +277,13 @@ Napi::Value Acceptor::SetProxyProtocol(const Napi::CallbackInfo& info) {
   uint32_t timeout_ms = info[0].As<Napi::Number>().Uint32Value();
   uint32_t capacity = info[1].As<Napi::Number>().Uint32Value();
   proxy_.Configure(epoll_fd_, timeout_ms, capacity < 1 ? 1 : capacity);
+  // trusted (proxyFrom): rules as a Buffer; absent, every peer may name the client ('*').
+  if (info.Length() > 2 && info[2].IsBuffer()) {
+    Napi::Buffer<uint8_t> rules = info[2].As<Napi::Buffer<uint8_t>>();
+    proxy_.Trust().Configure(false, rules.Data(), rules.Length());
+  } else {
+    proxy_.Trust().Configure(true, nullptr, 0);
+  }
   send_peers_ = true;
   // A proxied client always speaks first (its header), so TCP listeners hand us a connection
   // only once data has come (TCP_DEFER_ACCEPT, 1 s, as nginx's `deferred`): the header is then
@@ -329,6 +349,7 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
   Napi::Object proxy = Napi::Object::New(env);
   proxy.Set("accepted", num(proxy_.counters.accepted));
   proxy.Set("local", num(proxy_.counters.local));
+  proxy.Set("untrusted", num(proxy_.counters.untrusted));
   proxy.Set("malformed", num(proxy_.counters.malformed));
   proxy.Set("timedOut", num(proxy_.counters.timed_out));
   proxy.Set("fullPauses", num(proxy_.counters.full));

@@ -83,6 +83,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   bool Deliver(const Handoff& handoff, int exclude = -1);
   int RouteByClient(const Peer& peer);   // client-ip: the worker for this client, or -1
   void ArmListeners(bool armed);         // proxyProtocol: stop accepting while headers fill the reader
+  void ArmForReader();                   // armed exactly when the reader has room (every round's end)
   placement::Options PlacementOptions() const;
   void SendBatch(size_t worker, uint32_t listener);
   bool FlushWaiting();                   // false: some connections still wait
@@ -127,9 +128,11 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   uint32_t stall_ms_ = 100;      // unused since placement reads the loop state (kept for the constructor's signature)
   uint32_t steal_after_us_ = 0;  // take back connections a worker has held unread this long; 0 = never
   std::vector<placement::WorkerView> views_;  // scratch for PickWorker, reused
-  // route: 'client-ip'. Each worker's stable routing key (its id), parallel to workers_.
+  // route: 'client-ip'. Each worker's stable routing key (its slot: a replacement keeps its
+  // clients), parallel to workers_, and the pool's secret that keys the client hash.
   bool route_by_client_ = false;
   std::vector<uint32_t> keys_;
+  placement::RouteKey route_key_;
   // Peers travel with the fds (channel.h) when routing by client or reading PROXY headers.
   bool send_peers_ = false;
   std::vector<std::vector<Peer>> batch_peers_;  // parallel to batches_

@@ -84,7 +84,7 @@ placement::Options Acceptor::PlacementOptions() const {
 // heaviest healthy worker for this client, or -1 (no address, or none healthy: the caller
 // keeps the least-loaded choice).
 int Acceptor::RouteByClient(const Peer& peer) {
-  uint64_t client = placement::ClientHash(peer.family, peer.addr);
+  uint64_t client = placement::ClientHash(route_key_, peer.family, peer.addr);
   if (client == 0) return -1;
   MonotonicNow now = Monotonic();
   return placement::PickByClient(views_.data(), keys_.data(), workers_.size(), client, PlacementOptions(), {now.us, now.ms},

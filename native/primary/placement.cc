@@ -8,13 +8,15 @@
 //   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool] }
 //
 // pickByClientForTest(workers, keys, address, now, options): client-ip routing (PickByClient).
-//   keys: each worker's stable key (its id); address: an IPv4 or IPv6 address string;
-//   options: as above, plus stallUs -> index of the worker for that client, or -1.
-// clientHashForTest(address) -> the client's hash as a hex string ('0': not an address).
+//   keys: each worker's stable key (its slot); address: an IPv4 or IPv6 address string;
+//   options: as above, plus stallUs and secret (the pool's key, 32 hex digits; default
+//   zeros) -> index of the worker for that client, or -1.
+// clientHashForTest(address, secret?) -> the client's hash as a hex string ('0': not an address).
 #include <arpa/inet.h>
 #include <napi.h>
 
 #include <cstdio>
+#include <string>
 
 #include <vector>
 
@@ -79,10 +81,25 @@ Napi::Value PickForTest(const Napi::CallbackInfo& info) {
   return out;
 }
 
-uint64_t HashOf(const std::string& text) {
+// A 16-byte secret as 32 hex digits (k0 then k1, little-endian bytes); anything else: zeros.
+placement::RouteKey KeyOf(const Napi::Value& v) {
+  placement::RouteKey key;
+  if (!v.IsString()) return key;
+  std::string hex = v.As<Napi::String>().Utf8Value();
+  if (hex.size() != 32) return key;
+  uint8_t bytes[16];
+  for (size_t i = 0; i < 16; i++) bytes[i] = static_cast<uint8_t>(std::stoul(hex.substr(i * 2, 2), nullptr, 16));
+  for (size_t i = 0; i < 8; i++) {
+    key.k0 |= uint64_t{bytes[i]} << (8 * i);
+    key.k1 |= uint64_t{bytes[8 + i]} << (8 * i);
+  }
+  return key;
+}
+
+uint64_t HashOf(const std::string& text, const placement::RouteKey& key) {
   uint8_t addr[16];
-  if (inet_pton(AF_INET, text.c_str(), addr) == 1) return placement::ClientHash(4, addr);
-  if (inet_pton(AF_INET6, text.c_str(), addr) == 1) return placement::ClientHash(6, addr);
+  if (inet_pton(AF_INET, text.c_str(), addr) == 1) return placement::ClientHash(key, 4, addr);
+  if (inet_pton(AF_INET6, text.c_str(), addr) == 1) return placement::ClientHash(key, 6, addr);
   return 0;
 }
 
@@ -92,9 +109,9 @@ Napi::Value PickByClientForTest(const Napi::CallbackInfo& info) {
   Napi::Array keys_js = info[1].As<Napi::Array>();
   std::vector<uint32_t> keys(views.size());
   for (uint32_t i = 0; i < keys.size() && i < keys_js.Length(); i++) keys[i] = keys_js.Get(i).As<Napi::Number>().Uint32Value();
-  uint64_t client = HashOf(info[2].As<Napi::String>().Utf8Value());
   Napi::Object now_js = info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
   Napi::Object opts_js = info.Length() > 4 && info[4].IsObject() ? info[4].As<Napi::Object>() : Napi::Object::New(env);
+  uint64_t client = HashOf(info[2].As<Napi::String>().Utf8Value(), KeyOf(opts_js.Get("secret")));
   placement::Clock now{U32(now_js, "us"), U32(now_js, "ms", U32(now_js, "us") / 1000)};
   placement::Options o;
   o.max_connections = I32(opts_js, "maxConnections");
@@ -105,7 +122,7 @@ Napi::Value PickByClientForTest(const Napi::CallbackInfo& info) {
 
 Napi::Value ClientHashForTest(const Napi::CallbackInfo& info) {
   char hex[17];
-  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(HashOf(info[0].As<Napi::String>().Utf8Value())));
+  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(HashOf(info[0].As<Napi::String>().Utf8Value(), KeyOf(info[1]))));
   return Napi::String::New(info.Env(), hex);
 }
 

@@ -213,9 +213,16 @@ inline bool ShouldSteal(const WorkerView& w, Clock now, uint32_t steal_after_us)
 // Client-ip routing (route: 'client-ip'): every connection from one client address goes to
 // the same worker while that worker is healthy. Rendezvous (highest-random-weight) hashing:
 // each worker's weight for a client is a hash of (client address, the worker's own key: its
-// id, which stays with it for life), and the heaviest healthy worker wins. Adding or removing
-// one worker changes only that worker's weights, so only the clients it wins (or won) move:
-// about 1/(n+1) of them, the least any mapping can move. No table, no state, O(n) per pick.
+// slot, 0..max-1, which a replacement takes over), and the heaviest healthy worker wins.
+// Adding or removing one worker changes only that worker's weights, so only the clients it
+// wins (or won) move: about 1/(n+1) of them, the least any mapping can move. No table, no
+// state, O(n) per pick.
+//
+// The client's hash is keyed with the pool's secret (RouteKey: 128 random bits chosen at
+// start, kept across reload and upgrade): without it, anyone who can choose source addresses
+// (or, through a trusted proxy, the addresses its headers name) could compute offline which
+// worker each address lands on and aim all their connections at one worker. SipHash-2-4 is
+// a PRF built for exactly this (hash-flooding resistance); an address is one or two blocks.
 
 // splitmix64's finalizer: every input bit moves every output bit.
 inline uint64_t Mix64(uint64_t x) {
@@ -227,10 +234,48 @@ inline uint64_t Mix64(uint64_t x) {
   return x;
 }
 
-// The hash of a client address (the address only, never the port). family: 4 or 6; addr: 4
-// or 16 bytes. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack listener
-// reports for an IPv4 client) hashes as the IPv4 address it is. Returns 0 for no address.
-inline uint64_t ClientHash(int family, const uint8_t* addr) {
+struct RouteKey {
+  uint64_t k0 = 0, k1 = 0;
+};
+
+// SipHash-2-4 (Aumasson & Bernstein) of `len` bytes under `key`.
+inline uint64_t SipHash24(const RouteKey& key, const uint8_t* in, size_t len) {
+  auto rotl = [](uint64_t x, int b) { return (x << b) | (x >> (64 - b)); };
+  uint64_t v0 = 0x736f6d6570736575ull ^ key.k0, v1 = 0x646f72616e646f6dull ^ key.k1;
+  uint64_t v2 = 0x6c7967656e657261ull ^ key.k0, v3 = 0x7465646279746573ull ^ key.k1;
+  auto round = [&]() {
+    v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);
+    v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;
+    v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;
+    v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);
+  };
+  auto le64 = [](const uint8_t* p, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) v |= uint64_t{p[i]} << (8 * i);
+    return v;
+  };
+  size_t whole = len - len % 8;
+  for (size_t i = 0; i < whole; i += 8) {
+    uint64_t m = le64(in + i, 8);
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
+  }
+  uint64_t b = uint64_t{len} << 56 | le64(in + whole, len % 8);
+  v3 ^= b;
+  round();
+  round();
+  v0 ^= b;
+  v2 ^= 0xff;
+  for (int i = 0; i < 4; i++) round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+// The keyed hash of a client address (the address only, never the port). family: 4 or 6;
+// addr: 4 or 16 bytes. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack
+// listener reports for an IPv4 client) hashes as the IPv4 address it is. Returns 0 for no address.
+inline uint64_t ClientHash(const RouteKey& key, int family, const uint8_t* addr) {
   static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   size_t len = family == 4 ? 4 : family == 6 ? 16 : 0;
   if (len == 0) return 0;
@@ -242,12 +287,10 @@ inline uint64_t ClientHash(int family, const uint8_t* addr) {
       len = 4;
     }
   }
-  uint64_t h = len == 4 ? 0x4a1b2c3d4e5f6071ull : 0x6a09e667f3bcc908ull;  // the family is part of it
-  for (size_t i = 0; i < len; i += 4) {
-    uint32_t word = uint32_t{addr[i]} << 24 | uint32_t{addr[i + 1]} << 16 | uint32_t{addr[i + 2]} << 8 | addr[i + 3];
-    h = Mix64(h ^ word);
-  }
-  return h | 1;  // never 0: 0 means "no address"
+  uint8_t block[17];
+  block[0] = static_cast<uint8_t>(len);  // the family is part of it: ::1 is not 0.0.0.1
+  for (size_t i = 0; i < len; i++) block[1 + i] = addr[i];
+  return SipHash24(key, block, 1 + len) | 1;  // never 0: 0 means "no address"
 }
 
 // A worker's weight for a client: depends on the pair only, never on the pool's order or size.

@@ -106,7 +106,10 @@ inline Result Parse(const uint8_t* buf, size_t n) {
   if (buf[0] == kV2Signature[0] && PrefixOf(buf, n, kV2Signature, sizeof(kV2Signature))) {
     if (n < kV2Fixed) return r;
     uint8_t version = buf[12] >> 4, command = buf[12] & 0x0f;
-    if (version != 2 || command > 1) {
+    // The spec defines families 0-3 and protocols 0-2 only; anything else "must be rejected
+    // as invalid by receivers", whatever the command.
+    uint8_t family = buf[13] >> 4, protocol = buf[13] & 0x0f;
+    if (version != 2 || command > 1 || family > 3 || protocol > 2) {
       r.status = Status::kMalformed;
       return r;
     }
@@ -122,7 +125,6 @@ inline Result Parse(const uint8_t* buf, size_t n) {
       r.local = true;
       return r;
     }
-    uint8_t family = buf[13] >> 4, protocol = buf[13] & 0x0f;
     const uint8_t* a = buf + kV2Fixed;
     if (family == 1 && len < 12) r.status = Status::kMalformed;
     if (family == 2 && len < 36) r.status = Status::kMalformed;

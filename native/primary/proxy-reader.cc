@@ -1,10 +1,12 @@
 #include "primary/proxy-reader.h"
 
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 #include "primary/proxy-header.h"
 
@@ -33,6 +35,8 @@ void ProxyReader::Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity) 
   free_.clear();
   for (size_t i = capacity; i > 0; i--) free_.push_back(i - 1);
   scratch_.resize(kV2Largest);
+  deadlines_.clear();
+  deadlines_.reserve(capacity);
 }
 
 ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t waited_ms) {
@@ -41,11 +45,12 @@ ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t wai
   probe.listener = h->listener;
   probe.own = h->peer;
   probe.accepted_ns = h->accepted_ns;
+  probe.trusted = trust_.Trusted(h->peer);  // the peer accept4 reported: decided once, here
   Handoff out{-1, 0};
   if (!TryParse(probe, false, &out)) {
     uint32_t timeout = timeout_ms_;
     if (last_peek_ < 0 && waited_ms > 0) timeout = waited_ms < timeout ? timeout - waited_ms : 1;  // silent so far
-    return Add(h->fd, h->listener, h->peer, h->accepted_ns, now_ms + timeout) ? Outcome::kWaiting : Outcome::kDropped;
+    return Add(probe, now_ms + timeout) ? Outcome::kWaiting : Outcome::kDropped;
   }
   if (out.fd < 0) {
     ::close(h->fd);
@@ -55,7 +60,8 @@ ProxyReader::Outcome ProxyReader::Take(Handoff* h, uint32_t now_ms, uint32_t wai
   return Outcome::kReady;
 }
 
-bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint64_t accepted_ns, uint32_t deadline_ms) {
+bool ProxyReader::Add(const Slot& probe, uint32_t deadline_ms) {
+  int fd = probe.fd;
   if (free_.empty()) {  // the caller checks Full() before accepting; never leak regardless
     ::close(fd);
     return false;
@@ -72,12 +78,15 @@ bool ProxyReader::Add(int fd, uint32_t listener, const Peer& own, uint64_t accep
   }
   free_.pop_back();
   s.fd = fd;
-  s.listener = listener;
-  s.own = own;
-  s.accepted_ns = accepted_ns;
+  s.listener = probe.listener;
+  s.own = probe.own;
+  s.trusted = probe.trusted;
+  s.accepted_ns = probe.accepted_ns;
   s.deadline_ms = deadline_ms;
   waiting_++;
-  order_.emplace_back(i, s.generation);
+  s.heap_pos = deadlines_.size();
+  deadlines_.push_back(i);
+  HeapUp(s.heap_pos);
   // Bytes that came between Take()'s peek and now are reported by the registration itself
   // (epoll_ctl checks readiness), so the next epoll_wait picks them up.
   return true;
@@ -88,6 +97,7 @@ void ProxyReader::Release(size_t i) {
   // Closing removes it from the epoll set; an explicit DEL first, as the fd may have been
   // handed on (the record holds another reference to the socket, which would keep it there).
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.fd, nullptr);
+  HeapRemove(s.heap_pos);
   s.fd = -1;
   s.generation++;
   free_.push_back(i);
@@ -105,7 +115,12 @@ bool ProxyReader::TryParse(Slot& s, bool hangup, Handoff* out) {
   }
   proxy::Result r = proxy::Parse(buf, static_cast<size_t>(n));
   if (r.status == proxy::Status::kNeedMore && r.want > static_cast<size_t>(n)) {
-    // A v2 header with TLVs past the first peek: look at all of it.
+    // A v2 header with TLVs past the first peek. Peek at all of it only once it has all come:
+    // a header trickled in small segments would otherwise be copied again on each one
+    // (quadratic, up to 64 KiB a time). SIOCINQ (FIONREAD) counts the bytes queued: O(1).
+    int queued = 0;
+    if (!hangup && ioctl(s.fd, FIONREAD, &queued) == 0 && queued >= 0 && static_cast<size_t>(queued) < r.want)
+      return false;
     n = Recv(s.fd, buf, r.want, MSG_PEEK);
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       counters.malformed++;
@@ -131,10 +146,12 @@ bool ProxyReader::TryParse(Slot& s, bool hangup, Handoff* out) {
   }
   counters.accepted++;
   if (r.local) counters.local++;
+  // Consumed either way (the app must not see it), but only a trusted peer names the client.
+  if (!s.trusted) counters.untrusted++;
   out->fd = s.fd;
   out->listener = s.listener;
   out->accepted_ns = s.accepted_ns;
-  out->peer = r.status == proxy::Status::kProxied ? r.peer : s.own;
+  out->peer = r.status == proxy::Status::kProxied && s.trusted ? r.peer : s.own;
   return true;
 }
 
@@ -156,22 +173,53 @@ void ProxyReader::OnEvent(uint64_t tag, uint32_t events, std::vector<Handoff>* r
 }
 
 int ProxyReader::Expire(uint32_t now_ms) {
-  while (!order_.empty()) {
-    auto [i, generation] = order_.front();
-    Slot& s = slots_[i];
-    if (s.fd < 0 || s.generation != generation) {  // done with already
-      order_.pop_front();
-      continue;
-    }
-    int32_t left = static_cast<int32_t>(s.deadline_ms - now_ms);
+  while (!deadlines_.empty()) {
+    size_t i = deadlines_.front();
+    int32_t left = static_cast<int32_t>(slots_[i].deadline_ms - now_ms);
     if (left > 0) return left;
-    int fd = s.fd;
-    Release(i);
+    int fd = slots_[i].fd;
+    Release(i);  // takes it off the heap
     ::close(fd);
     counters.timed_out++;
-    order_.pop_front();
   }
   return -1;
+}
+
+void ProxyReader::HeapSwap(size_t a, size_t b) {
+  std::swap(deadlines_[a], deadlines_[b]);
+  slots_[deadlines_[a]].heap_pos = a;
+  slots_[deadlines_[b]].heap_pos = b;
+}
+
+void ProxyReader::HeapUp(size_t pos) {
+  while (pos > 0) {
+    size_t parent = (pos - 1) / 2;
+    if (!Earlier(deadlines_[pos], deadlines_[parent])) return;
+    HeapSwap(pos, parent);
+    pos = parent;
+  }
+}
+
+void ProxyReader::HeapDown(size_t pos) {
+  for (;;) {
+    size_t first = pos, l = 2 * pos + 1, r = l + 1;
+    if (l < deadlines_.size() && Earlier(deadlines_[l], deadlines_[first])) first = l;
+    if (r < deadlines_.size() && Earlier(deadlines_[r], deadlines_[first])) first = r;
+    if (first == pos) return;
+    HeapSwap(pos, first);
+    pos = first;
+  }
+}
+
+void ProxyReader::HeapRemove(size_t pos) {
+  if (pos >= deadlines_.size()) return;
+  size_t last = deadlines_.size() - 1;
+  if (pos != last) HeapSwap(pos, last);
+  deadlines_.pop_back();
+  if (pos < deadlines_.size()) {
+    HeapUp(pos);
+    HeapDown(pos);
+  }
 }
 
 size_t ProxyReader::CloseAll() {
@@ -183,7 +231,6 @@ size_t ProxyReader::CloseAll() {
     ::close(fd);
     closed++;
   }
-  order_.clear();
   return closed;
 }
 

@@ -13,9 +13,9 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <vector>
 
+#include "primary/proxy-trust.h"
 #include "shared/channel.h"
 
 namespace herdless {
@@ -27,6 +27,7 @@ class ProxyReader {
   struct Counters {
     std::atomic<uint64_t> accepted{0};   // valid headers (LOCAL and UNKNOWN included)
     std::atomic<uint64_t> local{0};      // of which v2 LOCAL
+    std::atomic<uint64_t> untrusted{0};  // of which from a peer outside proxyFrom: read, ignored
     std::atomic<uint64_t> malformed{0};  // closed: not a PROXY header (or closed before one)
     std::atomic<uint64_t> timed_out{0};  // closed: no whole header within the timeout
     std::atomic<uint64_t> full{0};       // times accepting paused because `capacity` waited
@@ -38,6 +39,7 @@ class ProxyReader {
   ~ProxyReader() { CloseAll(); }
 
   void Configure(int epoll_fd, uint32_t timeout_ms, size_t capacity);
+  ProxyTrust& Trust() { return trust_; }  // proxyFrom; every peer until configured
   bool Enabled() const { return epoll_fd_ >= 0; }
   uint32_t TimeoutMs() const { return timeout_ms_; }
   bool Full() const { return waiting_ >= slots_.size(); }
@@ -68,19 +70,33 @@ class ProxyReader {
     uint32_t listener = 0;
     uint32_t generation = 0;  // tags from a slot's previous occupant are ignored
     uint32_t deadline_ms = 0;
+    size_t heap_pos = 0;       // where it is in deadlines_, while waiting
     Peer own{};
+    bool trusted = false;      // own is inside proxyFrom: its header may name the client
     uint64_t accepted_ns = 0;  // kept for the dispatch wait the worker measures
   };
-  bool Add(int fd, uint32_t listener, const Peer& own, uint64_t accepted_ns, uint32_t deadline_ms);  // false: fd closed
+  bool Add(const Slot& probe, uint32_t deadline_ms);  // false: fd closed
   void Release(size_t slot);
   bool TryParse(Slot& s, bool hangup, Handoff* out);  // false: wait for more
 
   int epoll_fd_ = -1;
+  ProxyTrust trust_;
   uint32_t timeout_ms_ = 3000;
   std::vector<Slot> slots_;
   std::vector<size_t> free_;
   size_t waiting_ = 0;
-  std::deque<std::pair<size_t, uint32_t>> order_;  // (slot, generation), oldest first: deadlines in order
+  // Waiting slots, a binary min-heap by deadline. Not a FIFO: a peer that already waited in the
+  // kernel (TCP_DEFER_ACCEPT) is due sooner than one accepted before it. A slot leaves the heap
+  // when it leaves the reader, so the heap never holds more than `capacity`, however long
+  // proxyTimeout is.
+  std::vector<size_t> deadlines_;
+  bool Earlier(size_t a, size_t b) const {
+    return static_cast<int32_t>(slots_[a].deadline_ms - slots_[b].deadline_ms) < 0;
+  }
+  void HeapSwap(size_t i, size_t j);
+  void HeapUp(size_t pos);
+  void HeapDown(size_t pos);
+  void HeapRemove(size_t pos);
   std::vector<uint8_t> scratch_;                   // one v2 header at its largest
   ssize_t last_peek_ = 0;                          // what TryParse's first peek returned
 };

@@ -7,7 +7,9 @@
 #include <cstring>
 #include <ctime>
 
+#ifndef HERDLESS_NO_NAPI
 #include "shared/errors.h"
+#endif
 
 namespace herdless {
 
@@ -153,6 +155,7 @@ int PeekFits(int channel) {
   return (in.msg.msg_flags & MSG_CTRUNC) != 0 ? 0 : 1;
 }
 
+#ifndef HERDLESS_NO_NAPI
 namespace {
 
 // socketpair() -> [primaryEnd, workerEnd], both non-blocking and close-on-exec; the
@@ -213,5 +216,7 @@ void InitChannel(Napi::Env env, Napi::Object exports) {
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("drainChannel", Napi::Function::New(env, DrainChannel));
 }
+
+#endif  // HERDLESS_NO_NAPI
 
 }  // namespace herdless

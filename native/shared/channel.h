@@ -17,8 +17,12 @@
 // the primary routes by client address or reads PROXY headers. A record is either payload
 // alone or payload + count Peers; the reader tells them apart by the record's length.
 #pragma once
+// HERDLESS_NO_NAPI: the record format alone, without the JS face (fuzz/record.cc builds it so).
+#ifndef HERDLESS_NO_NAPI
 #include <napi.h>
+#endif
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -68,6 +72,8 @@ int PeekHandoffCount(int channel, uint32_t* count);
 // some: MSG_CTRUNC), or -1 (the channel is empty or failed).
 int PeekFits(int channel);
 
+#ifndef HERDLESS_NO_NAPI
 void InitChannel(Napi::Env env, Napi::Object exports);
+#endif
 
 }  // namespace herdless

@@ -3,6 +3,7 @@
  * node:util parseArgs does the tokenising; every value is checked here so that a mistake
  * fails before anything is bound or spawned, with the flag's name in the message.
  */
+import { normalizeProxyFrom } from '../primary/proxy-from';
 import { parseArgs } from 'node:util';
 import { invalidOption } from '../shared/errors';
 import type { DispatcherOptions, Mode, Route } from '../primary/options';
@@ -35,6 +36,8 @@ Pool:
       --route <r>          least-loaded (default) | client-ip (one client address, one worker)
       --proxy-protocol     every connection starts with a PROXY v1/v2 header (HAProxy, nginx)
       --proxy-timeout <ms> close a connection without a whole header by then (default 3000)
+      --proxy-from <list>  peers whose header may name the client: addresses, CIDRs, unix, or *
+                           (comma-separated; default 127.0.0.0/8,::1,unix)
       --start-timeout <ms> --backlog <n>
       --idle-timeout <ms>  retire a surplus worker idle this long (scale.idleTimeout)
       --scale-interval <ms>
@@ -72,6 +75,7 @@ const FLAGS = {
   route: { type: 'string' },
   'proxy-protocol': { type: 'boolean' },
   'proxy-timeout': { type: 'string' },
+  'proxy-from': { type: 'string' },
   'start-timeout': { type: 'string' },
   backlog: { type: 'string' },
   'idle-timeout': { type: 'string' },
@@ -166,6 +170,7 @@ export function parseCli(argv: string[]): CliArgs {
     route: v.route as Route | undefined,
     proxyProtocol: v['proxy-protocol'],
     proxyTimeout: int('proxy-timeout', v['proxy-timeout']),
+    proxyFrom: v['proxy-from'],
     startTimeout: int('start-timeout', v['start-timeout']),
     backlog: int('backlog', v.backlog),
     headersTimeout: int('headers-timeout', v['headers-timeout']),
@@ -179,6 +184,7 @@ export function parseCli(argv: string[]): CliArgs {
     args: appArgs,
   });
   if (v.host !== undefined && v.port === undefined) throw invalidOption('--host', 'needs --port');
+  if (v['proxy-from'] !== undefined) normalizeProxyFrom(v['proxy-from'], '--proxy-from'); // named as the flag
 
   return {
     help: v.help ?? false,

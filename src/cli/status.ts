@@ -18,7 +18,7 @@ export function logStatus(d: Dispatcher, log: Logger): void {
     ...s.listeners.map((l) => `  listener ${l.address}: ${l.queued ?? 'unknown'} queued of ${l.backlog ?? 'unknown'}`),
     ...(s.mode === 'dispatch' ? [dispatchWaitLine(s.dispatchWait)] : []),
     ...(s.proxy.accepted + s.proxy.malformed + s.proxy.timedOut > 0
-      ? [`  PROXY headers: ${s.proxy.accepted} read (${s.proxy.local} LOCAL), ${s.proxy.malformed} malformed, ${s.proxy.timedOut} timed out, ${s.proxy.waiting} awaited now`]
+      ? [`  PROXY headers: ${s.proxy.accepted} read (${s.proxy.local} LOCAL, ${s.proxy.untrusted ?? 0} from peers outside proxyFrom, ignored), ${s.proxy.malformed} malformed, ${s.proxy.timedOut} timed out, ${s.proxy.waiting} awaited now`]
       : []),
   ];
   log.info('status', { size: d.size, stats: s }, lines.join('\n'));

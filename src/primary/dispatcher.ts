@@ -15,6 +15,8 @@ import { Pool } from './pool';
 import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from '../shared/scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
 import { startSuccessor, type Successor } from './upgrade';
+import { encodeProxyTrust } from './proxy-from';
+import { ROUTE_SECRET_ENV, takeRouteSecret } from './route-secret';
 import type { WorkerExit } from './worker-handle';
 
 /** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
@@ -108,6 +110,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     private readonly acceptor: NativeAcceptor | undefined,
     private readonly pool: Pool,
     private readonly appListeners: AppListeners | undefined,
+    private readonly routeSecret: Buffer,
   ) {
     super();
     pool.on('worker-start', (info) => this.emit('worker-start', info));
@@ -138,6 +141,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
 
   private static async open(options: DispatcherOptions): Promise<Dispatcher> {
     const opts = normalizeOptions(options);
+    // Taken (and removed from the environment) before any worker is spawned.
+    const routeSecret = takeRouteSecret();
     const addon = loadAddon();
     assertRuntime(addon);
     const listeners = await openListeners(addon, opts.listen, opts.mode);
@@ -155,18 +160,18 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         });
         app = appListeners = new AppListeners(addon, acceptor);
         acceptor.setStealAfter(opts.stealAfter);
-        acceptor.setRoute(opts.route === 'client-ip');
-        if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts));
+        acceptor.setRoute(opts.route === 'client-ip', routeSecret);
+        if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts), encodeProxyTrust(opts.proxyFrom));
         pool = new Pool(addon, opts, listeners, acceptor, app);
         await pool.start();
         app.closeUnclaimed();
-        self = new Dispatcher(addon, opts, listeners, acceptor, pool, app);
+        self = new Dispatcher(addon, opts, listeners, acceptor, pool, app, routeSecret);
         acceptor.start();
         return await self.startMetrics();
       }
       pool = new Pool(addon, opts, listeners, undefined);
       await pool.start();
-      return await new Dispatcher(addon, opts, listeners, undefined, pool, undefined).startMetrics();
+      return await new Dispatcher(addon, opts, listeners, undefined, pool, undefined, routeSecret).startMetrics();
     } catch (err) {
       // Nothing may outlive a failed start.
       await pool?.destroy();
@@ -249,7 +254,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       };
     });
     let dispatcher: DispatcherStats['dispatcher'];
-    let proxy: ProxyStats = { accepted: 0, local: 0, malformed: 0, timedOut: 0, fullPauses: 0, waiting: 0 };
+    let proxy: ProxyStats = { accepted: 0, local: 0, untrusted: 0, malformed: 0, timedOut: 0, fullPauses: 0, waiting: 0 };
     if (acceptorStats) {
       const { pendingByWorker: _unused, proxy: proxyStats, ...rest } = acceptorStats;
       dispatcher = rest;
@@ -347,7 +352,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const metricsFd = this.metrics?.fd();
     if (metricsFd !== undefined && this.opts.metrics) sockets.push({ fd: metricsFd, key: metricsKey(this.opts.metrics) });
     sockets.push(...(options.sockets ?? []));
-    const successor = startSuccessor(sockets, { env: options.env, timeout: this.opts.upgradeTimeout });
+    const successor = startSuccessor(sockets, { env: { ...options.env, [ROUTE_SECRET_ENV]: this.routeSecret.toString('hex') }, timeout: this.opts.upgradeTimeout });
     this.successor = successor;
     try {
       await successor.ready;

@@ -142,6 +142,10 @@ export function createRegistry(d: StatsSource): Registry {
     this.inc({ kind: 'proxy' }, p.accepted - p.local);
     this.inc({ kind: 'local' }, p.local);
   } });
+  new Counter({ name: 'herdless_proxy_headers_untrusted_total', help: 'PROXY headers from peers outside proxyFrom: read and ignored (the connection keeps its own address). Not 0: someone reaches the port without the proxy, or proxyFrom misses the proxy.', registers: [registry], collect() {
+    this.reset();
+    this.inc(stats().proxy.untrusted ?? 0);
+  } });
   new Counter({ name: 'herdless_proxy_header_errors_total', help: 'Connections closed for a malformed PROXY header, or none within proxyTimeout.', labelNames: ['reason'], registers: [registry], collect() {
     this.reset();
     const p = stats().proxy;

@@ -8,6 +8,7 @@ import { resolveCredentials, type Credentials } from './credentials';
 import { HerdlessError, invalidOption } from '../shared/errors';
 import { DEFAULT_SCALE, type ScaleConfig } from './scaling';
 import { closest } from '../shared/suggest';
+import { normalizeProxyFrom, type ProxyTrust } from './proxy-from';
 
 import type { Mode } from '../shared/protocol';
 export type { Mode };
@@ -79,6 +80,10 @@ export interface DispatcherOptions {
   proxyProtocol?: boolean;
   /** proxyProtocol: close a connection whose header has not come whole within this many ms (default 3000). */
   proxyTimeout?: number;
+  /** proxyProtocol: peers whose header may name the client (addresses, CIDR ranges, 'unix';
+   *  '*': every peer). Others must still send one; it is read and ignored. Default loopback
+   *  and unix sockets. */
+  proxyFrom?: string | string[];
   /** Serve Prometheus metrics and a /healthz readiness endpoint from the primary. */
   metrics?: { port: number; host?: string };
   /** How long upgrade() waits for the new primary to be ready, ms (default 60000), then kills it. */
@@ -125,6 +130,7 @@ export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
   route: true,
   proxyProtocol: true,
   proxyTimeout: true,
+  proxyFrom: true,
 };
 
 /** The names a `listen` entry may hold (TCP, Unix socket or inherited fd); same rule. */
@@ -181,6 +187,7 @@ export interface NormalizedOptions {
   route: Route;
   proxyProtocol: boolean;
   proxyTimeout: number;
+  proxyFrom: ProxyTrust;
   /** Only what the user set: an app's own server settings win otherwise. */
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
   /** Who workers run as (`user`/`group`), or undefined to run them as the primary. */
@@ -347,6 +354,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     route,
     proxyProtocol,
     proxyTimeout: intOption('proxyTimeout', o.proxyTimeout, DEFAULT_PROXY_TIMEOUT_MS, 1, 3_600_000),
+    proxyFrom: normalizeProxyFrom(o.proxyFrom),
     app,
     listen,
     min,

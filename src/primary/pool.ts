@@ -200,7 +200,7 @@ export class Pool extends EventEmitter<PoolEvents> {
         proven.unref();
         void w.exited.then(() => clearTimeout(proven));
         try {
-          if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd, w.channel.workerEnd);
+          if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd, w.channel.workerEnd, w.slot);
         } catch (err) {
           // Cannot take connections (mmap failed): it goes like a crash and is replaced.
           w.kill('SIGKILL');

@@ -12,6 +12,7 @@ import { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
 import type { NormalizedOptions } from './options';
 import { SCOREBOARD_BYTES } from '../shared/scoreboard';
+import { ROUTE_SECRET_ENV } from './route-secret';
 import {
   CONFIG_ENV,
   FIRST_EXTRA_FD,
@@ -26,7 +27,7 @@ import {
  * Variables that speak for the primary alone: a worker that sent READY=1 or WATCHDOG=1 to
  * systemd, or took a socket meant for the primary, would lie about the service.
  */
-const PRIMARY_ONLY_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES'];
+const PRIMARY_ONLY_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES', ROUTE_SECRET_ENV];
 
 function primaryEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };

@@ -50,6 +50,8 @@ export interface AcceptorStats {
 export interface ProxyStats {
   accepted: number;
   local: number;
+  /** Of `accepted`: from a peer outside proxyFrom, so read and ignored (the socket's own address stands). */
+  untrusted: number;
   malformed: number;
   timedOut: number;
   /** Times accepting paused because the most connections allowed were awaiting their header. */
@@ -62,7 +64,8 @@ export interface NativeAcceptor {
   /** Joins the thread; returns how many accepted connections could not be handed off. */
   stop(): number;
   /** workerEndFd: the primary's copy of the worker's end, to take back what it has not read. */
-  addWorker(id: number, channelFd: number, scoreboardFd: number, workerEndFd?: number): void;
+  /** routeKey: the worker's client-ip key (its slot, so that a replacement keeps its clients); default id. */
+  addWorker(id: number, channelFd: number, scoreboardFd: number, workerEndFd?: number, routeKey?: number): void;
   removeWorker(id: number): boolean;
   pauseWorker(id: number, paused: boolean): void;
   /** Queues re-dispatched connections; with the thread gone, delivers or closes each now (returns how many were closed).
@@ -74,9 +77,11 @@ export interface NativeAcceptor {
   /** cb() once on the next accepted connection; call again to re-arm; null releases it. */
   watchActivity(cb: (() => void) | null): void;
   /** Before start(): true routes each client address to its own worker (route: 'client-ip'). */
-  setRoute(clientIp: boolean): void;
+  /** secret: the pool's 16-byte key for the client-address hash (src/primary/route-secret.ts). */
+  setRoute(clientIp: boolean, secret?: Buffer): void;
   /** Before start(): read a PROXY header (v1/v2) from every connection before the hand-off. */
-  setProxyProtocol(timeoutMs: number, maxWaiting: number): void;
+  /** trusted: proxyFrom's rules, 18 bytes each ({ family 0|4|6, prefix, addr[16] }); absent: every peer. */
+  setProxyProtocol(timeoutMs: number, maxWaiting: number, trusted?: Buffer): void;
   stats(): AcceptorStats;
   /** A listener the app opened in a worker: watched from now on; returns its index (never reused). */
   addListener(fd: number): number;

@@ -263,7 +263,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         waiting: 0,
       };
     }
-    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait()), dispatcher, proxy, workers };
+    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait()), dispatcher, ipc: { ...this.pool.ipc }, proxy, workers };
   }
 
   /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */

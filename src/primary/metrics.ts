@@ -148,6 +148,13 @@ export function createRegistry(d: StatsSource): Registry {
     this.inc({ reason: 'malformed' }, p.malformed);
     this.inc({ reason: 'timeout' }, p.timedOut);
   } });
+  new Counter({ name: 'herdless_ipc_refused_total', help: 'What workers sent over IPC that the primary refused, by kind: handle (an fd, closed on arrival), channel (ended for an oversized or malformed message), throttled (reading paused for the message rate).', labelNames: ['kind'], registers: [registry], collect() {
+    this.reset();
+    const i = stats().ipc ?? { handlesClosed: 0, channelsClosed: 0, throttled: 0 }; // an older StatsSource
+    this.inc({ kind: 'handle' }, i.handlesClosed);
+    this.inc({ kind: 'channel' }, i.channelsClosed);
+    this.inc({ kind: 'throttled' }, i.throttled);
+  } });
   new Gauge({ name: 'herdless_connections_waiting', help: 'Accepted connections not yet handed off.', registers: [registry], collect() {
     this.set(stats().dispatcher.waiting);
   } });

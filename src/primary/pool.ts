@@ -13,6 +13,7 @@ import type { Listener } from './listeners';
 import type { NormalizedOptions } from './options';
 import { addWait, emptyWait, type WaitCounts } from '../shared/scoreboard';
 import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
+import { emptyIpcCounts } from './ipc-guard';
 
 const RESPAWN_BASE_MS = 100;
 const RESPAWN_MAX_MS = 10_000;
@@ -56,6 +57,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   private halted: HerdlessError | undefined;
   /** Dispatch-wait counts of workers that have exited: a histogram's counts never go down. */
   private readonly retiredWait = emptyWait();
+  /** What workers' IPC channels were refused (handles closed, channels ended, reads paused), over the pool's life. */
+  readonly ipc = emptyIpcCounts();
   /** Starts under way (being started, or waiting out a back-off before a start). */
   private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
 
@@ -180,7 +183,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   private startOne(): WorkerHandle {
-    const w = new WorkerHandle(this.addon, this.nextId++, this.freeSlot(), this.opts, this.sockets);
+    const w = new WorkerHandle(this.addon, this.nextId++, this.freeSlot(), this.opts, this.sockets, this.ipc);
     this.workers.set(w.id, w);
     w.ready.then(
       () => {

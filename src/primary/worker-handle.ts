@@ -10,6 +10,7 @@ import type { Addon } from '../shared/binding';
 import type { Credentials } from './credentials';
 import { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
+import { emptyIpcCounts, guardIpc, type IpcCounts } from './ipc-guard';
 import type { NormalizedOptions } from './options';
 import { SCOREBOARD_BYTES } from '../shared/scoreboard';
 import {
@@ -114,6 +115,7 @@ export class WorkerHandle extends EventEmitter {
     readonly slot: number,
     opts: NormalizedOptions,
     listeners: Listener[],
+    ipcCounts: IpcCounts = emptyIpcCounts(),
   ) {
     super();
     this.exited = new Promise((resolve) => (this.settleExit = resolve));
@@ -160,6 +162,7 @@ export class WorkerHandle extends EventEmitter {
     }
     const child = this.child;
     if (child) {
+      guardIpc(child, ipcCounts);
       // EMFILE/ENFILE/EAGAIN...: spawn() returns a child without a pid and emits 'error' on
       // the next tick (and no 'exit' ever). Later errors (a kill or send that failed) change
       // nothing: the exit, when it comes, says what happened.

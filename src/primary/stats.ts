@@ -47,6 +47,9 @@ export interface DispatchWaitStats {
   sumSeconds: number;
   /** Cumulative: connections that waited at most `le` seconds; the last is le: Infinity (= count). */
   buckets: { le: number; count: number }[];
+  /** Workers whose histogram page could not be true (a count or sum out of bounds, or one that
+   *  went down): their last plausible figures count instead. */
+  refusedPages: number;
 }
 
 export interface DispatcherStats {

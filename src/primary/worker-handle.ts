@@ -238,6 +238,9 @@ export class WorkerHandle extends EventEmitter {
       const onMessage = (m: unknown) => {
         if (!isWorkerMessage(m)) return;
         if (m.herdless === 'ready') {
+          // A 'ready' read after the exit was seen (both can be pending in one turn) must not
+          // bring a dead worker back into dispatch: the exit handler below fails the start.
+          if (this.state !== 'starting') return;
           done();
           this.state = 'ready';
           // From now on a 'draining' we did not ask for means the app closed its server.
@@ -312,8 +315,11 @@ function findSetpriv(): string | null {
       continue;
     }
     const probe = spawnSync(file, ['--pdeathsig', 'SIGKILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
-    // A probe that could not run (fds or processes short right now) is tried again next time.
-    if (probe.error) return null;
+    // A probe that could not run (fds or processes short right now: EMFILE, EAGAIN) says
+    // nothing about setpriv. Starting without it would leave this worker with no death signal
+    // and, with `user`, run --require/NODE_OPTIONS as root before the switch; so this start
+    // fails (the pool retries with back-off) and the next one probes again.
+    if (probe.error) throw probe.error;
     setpriv = probe.status === 0 ? file : null;
     return setpriv;
   }

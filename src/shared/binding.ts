@@ -154,7 +154,10 @@ export function loadAddon(): Addon {
     );
   }
   // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const loaded = require('node-gyp-build')(path.join(__dirname, '..', '..')) as Addon | { supported: false };
+  // HERDLESS_ADDON: another build of the addon (npm run test:asan's, with AddressSanitizer);
+  // workers inherit it with the environment.
+  const other = process.env.HERDLESS_ADDON;
+  const loaded = (other ? require(path.resolve(other)) : require('node-gyp-build')(path.join(__dirname, '..', '..'))) as Addon | { supported: false };
   if (!loaded.supported) {
     throw new HerdlessError('ERR_HERDLESS_UNSUPPORTED_PLATFORM', 'herdless was built without Linux support.');
   }

@@ -121,12 +121,27 @@ Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   if (!fd.Valid()) throw ErrnoError(env, errno, "socket", path);
   if (IsStaleSocketFile(path) && unlink(path.c_str()) != 0 && errno != ENOENT)
     throw ErrnoError(env, errno, "unlink", path);
+  // Linux creates the socket's file with the socket inode's mode less the umask: set on the
+  // fd before bind(), the file never exists with more than `mode` (a chmod after bind left a
+  // window with the umask's, often 0755 or 0777). Only a mode the umask narrowed is widened
+  // afterwards, by a chmod that does not follow a symlink put in the socket's place.
+  if (mode >= 0 && fchmod(fd.Get(), static_cast<mode_t>(mode)) != 0) throw ErrnoError(env, errno, "fchmod", path);
   if (bind(fd.Get(), reinterpret_cast<sockaddr*>(&sun), sizeof(sun)) != 0)
     throw ErrnoError(env, errno, "bind", path);
-  if (mode >= 0 && chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
-    int err = errno;
-    unlink(path.c_str());
-    throw ErrnoError(env, err, "chmod", path);
+  if (mode >= 0) {
+    struct stat st;
+    int err = 0;
+    if (fstatat(AT_FDCWD, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      err = errno;
+    else if (!S_ISSOCK(st.st_mode))
+      err = EEXIST;  // something else took the socket's place: not ours to chmod or unlink
+    else if ((st.st_mode & 07777) != static_cast<mode_t>(mode) &&
+             fchmodat(AT_FDCWD, path.c_str(), static_cast<mode_t>(mode), AT_SYMLINK_NOFOLLOW) != 0)
+      err = errno;
+    if (err != 0) {
+      if (err != EEXIST) unlink(path.c_str());
+      throw ErrnoError(env, err, "chmod", path);
+    }
   }
   if (listen(fd.Get(), backlog) != 0) {
     int err = errno;

@@ -7,7 +7,9 @@
 #pragma once
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -18,8 +20,26 @@ class FdRoom {
  public:
   // Room for `need` more fds, with a reserve for what the app and libuv open meanwhile.
   bool Enough(size_t need) { return Free() >= need; }
-  // Whether the cheap estimate already says there is room for `need` (no syscall).
+  // Whether the cheap estimate says there is room for `need` (no syscall). It cannot see fds
+  // the app opens: check TableLooksRoomy() too, once per read.
   bool SurelyEnough(size_t need) const { return counted_ + since_count_ + need + kReserve <= limit_; }
+  // Our estimate (last count plus fds received since) missed fds the app opened: a leaking
+  // app filled the table behind it and the kernel dropped the next record's fds. The table
+  // itself says whether it is filling: the kernel hands out the lowest free fd, so a leak
+  // fills it from the bottom, leaving its lowest free fd near the limit, and fills the top
+  // last. Both are probed (two fcntl, two close); either near the limit means an exact count.
+  bool TableLooksRoomy(int anchor, size_t need) const {
+    if (limit_ == 0 || need + kReserve >= limit_) return false;
+    int lowest = fcntl(anchor, F_DUPFD_CLOEXEC, 0);
+    if (lowest < 0) return false;  // EMFILE: no room at all
+    close(lowest);
+    if (static_cast<size_t>(lowest) + need + kReserve > limit_) return false;
+    if (limit_ > static_cast<size_t>(INT32_MAX)) return true;  // unlimited: only the estimate counts
+    int top = fcntl(anchor, F_DUPFD_CLOEXEC, static_cast<int>(limit_ - need - kReserve));
+    if (top < 0) return false;  // the top of the table is full
+    close(top);
+    return true;
+  }
   // Fds that can still be taken, counted now.
   size_t Free() {
     Recount();

@@ -191,8 +191,10 @@ void Inbox::Publish(ScoreField field, double value) {
 // what accept4() returned on listeners it checked at start.
 size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
   uint32_t announced = 0, malformed = 0;
+  // Once per read: the app runs on this thread, so it opens nothing while we read.
+  bool roomy = room_.TableLooksRoomy(fd_, kMaxBatch);
   for (size_t i = 0; i < kReadBatch; i++) {
-    if (!room_.SurelyEnough(kMaxBatch)) {
+    if (!roomy || !room_.SurelyEnough(kMaxBatch)) {
       // Near the limit: count what is free and look at how many fds the next record holds.
       uint32_t next = 0;
       if (PeekHandoffCount(fd_, &next) == 0 && next > 0 && !room_.Enough(next)) {
@@ -201,6 +203,7 @@ size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
         PauseFor(kFdRoomRetryMs);
         break;
       }
+      roomy = true;  // just counted: the estimate is exact again until the app runs
     }
     size_t before = out->size();
     uint32_t records = announced + malformed;

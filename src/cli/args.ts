@@ -49,7 +49,7 @@ Pool:
 Other:
   -c, --config <file>      JSON, or a JS module exporting options; flags win
       --log <text|json>    log format on stderr (default text)
-      --metrics <[host:]port> Prometheus /metrics and /healthz
+      --metrics <[host:]port> Prometheus /metrics and /healthz (host default 127.0.0.1)
   -h, --help, -v, --version
 
 Signals: TERM/INT graceful stop (a second one forces), HUP rolling reload,

@@ -146,11 +146,17 @@ async function main(argv: string[]): Promise<void> {
     };
     for (const e of ['worker-start', 'worker-exit', 'scale'] as const) d.on(e, updateStatus);
     notifier.watchdog(() => controls.stopping || running.size >= 1);
+    // Listeners that can no longer accept (someone else shut them down): the others still serve.
+    const deadListeners = new Set<number>();
     d.on('error', (err) => {
       log.error('error', { code: (err as { code?: string }).code }, describeError(err));
       // Nothing left to serve with: exit non-zero so a supervisor restarts or reports us.
-      const code = (err as { code?: string }).code;
-      if (code === 'ERR_HERDLESS_ACCEPT' || (code === 'ERR_HERDLESS_CRASH_LOOP' && running.size === 0)) controls.stop(code, EXIT_START);
+      const { code, listener } = err as { code?: string; listener?: number };
+      if (code === 'ERR_HERDLESS_ACCEPT') {
+        // One listener gone while others serve is logged above; none left, or the accept thread itself, ends us.
+        if (listener !== undefined) deadListeners.add(listener);
+        if (listener === undefined || deadListeners.size >= (d?.stats().listeners.length ?? 0)) controls.stop(code, EXIT_START);
+      } else if (code === 'ERR_HERDLESS_CRASH_LOOP' && running.size === 0) controls.stop(code, EXIT_START);
     });
     // Loaded only when asked for: prom-client takes longer to load than the rest of the CLI.
     if (metricsAt) metrics = await (await import('../primary/metrics.js')).startMetricsServer(d, { ...metricsAt, ready: () => !controls.stopping && running.size >= 1 });

@@ -13,7 +13,10 @@ export function logStatus(d: Dispatcher, log: Logger): void {
     ...s.workers.map(
       (w) =>
         `  worker ${w.id} pid ${w.pid} ${w.state}: ${w.connectionsOpen} open, ${w.requestsInFlight} in flight, ` +
-        `${w.requestsServed} served, ${w.connectionsReceived} received`,
+        `${w.requestsServed} served, ${w.connectionsReceived} received` +
+        // Which worker is out of fds (an fd leak in the app): it leaves connections to the others.
+        (w.fdRoomStalls > 0 ? `, out of fds ${w.fdRoomStalls} times (${w.connectionsWaiting} left waiting)` : '') +
+        (w.rejectedFds > 0 ? `, ${w.rejectedFds} hand-offs lost fds` : ''),
     ),
     ...s.listeners.map((l) => `  listener ${l.address}: ${l.queued ?? 'unknown'} queued of ${l.backlog ?? 'unknown'}`),
     ...(s.mode === 'dispatch' ? [dispatchWaitLine(s.dispatchWait)] : []),

@@ -86,13 +86,13 @@ function acceptError(err: Error & { listener?: number }, listeners: Listener[], 
   );
 }
 
-function waitStats(w: WaitCounts): DispatchWaitStats {
+function waitStats(w: WaitCounts, refusedPages: number): DispatchWaitStats {
   let cumulative = 0;
   const buckets = w.buckets.map((n, i) => {
     cumulative += n;
     return { le: i < WAIT_BUCKETS_SECONDS.length ? WAIT_BUCKETS_SECONDS[i] : Infinity, count: cumulative };
   });
-  return { count: cumulative, sumSeconds: w.sumUs / 1e6, buckets };
+  return { count: cumulative, sumSeconds: w.sumUs / 1e6, buckets, refusedPages };
 }
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
@@ -278,7 +278,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         waiting: 0,
       };
     }
-    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait()), dispatcher, proxy, workers };
+    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait(), this.pool.refusedWaitPages), dispatcher, ipc: { ...this.pool.ipc }, proxy, workers };
   }
 
   /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */

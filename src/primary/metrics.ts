@@ -22,7 +22,8 @@ import { metricsKey, takeInherited } from './inherited';
 
 export interface MetricsOptions {
   port: number;
-  /** Default: all interfaces, like the main listener. */
+  /** Default: loopback (127.0.0.1). Name '0.0.0.0' or '::' where something off the host scrapes
+   *  it (a Kubernetes probe, Prometheus on another machine). */
   host?: string;
   /** Readiness for /healthz; default: at least one worker. */
   ready?: () => boolean;
@@ -109,6 +110,17 @@ function rssBytes(pid: number, page: number): number | undefined {
   }
 }
 
+/** Free fds under RLIMIT_NOFILE now (Infinity if unlimited; 0 if even looking needs one). */
+function freeFds(): number {
+  try {
+    const limit = /^Max open files\s+(\S+)/m.exec(fs.readFileSync('/proc/self/limits', 'latin1'))?.[1];
+    if (limit === undefined || limit === 'unlimited') return Infinity;
+    return Number(limit) - fs.readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
+  }
+}
+
 /** A registry whose metrics read `d` on every scrape. Exported for embedding in an app's own server. */
 export function createRegistry(d: StatsSource): Registry {
   const registry = new Registry();
@@ -152,6 +164,13 @@ export function createRegistry(d: StatsSource): Registry {
     this.inc({ reason: 'malformed' }, p.malformed);
     this.inc({ reason: 'timeout' }, p.timedOut);
   } });
+  new Counter({ name: 'herdless_ipc_refused_total', help: 'What workers sent over IPC that the primary refused, by kind: handle (an fd, closed on arrival), channel (ended for an oversized or malformed message), throttled (reading paused for the message rate).', labelNames: ['kind'], registers: [registry], collect() {
+    this.reset();
+    const i = stats().ipc ?? { handlesClosed: 0, channelsClosed: 0, throttled: 0 }; // an older StatsSource
+    this.inc({ kind: 'handle' }, i.handlesClosed);
+    this.inc({ kind: 'channel' }, i.channelsClosed);
+    this.inc({ kind: 'throttled' }, i.throttled);
+  } });
   new Gauge({ name: 'herdless_connections_waiting', help: 'Accepted connections not yet handed off.', registers: [registry], collect() {
     this.set(stats().dispatcher.waiting);
   } });
@@ -189,10 +208,31 @@ export function createRegistry(d: StatsSource): Registry {
   return registry;
 }
 
+/** Where the metrics server listens unless told: it speaks for the whole pool to anyone who asks. */
+export const METRICS_DEFAULT_HOST = '127.0.0.1';
+
+/**
+ * The metrics server shares the primary's fd table with the accept thread, so what it may
+ * hold is bounded: a scraper and a probe or two need a handful of connections, and one that
+ * sends nothing is gone within seconds (Node's own defaults keep it for a minute).
+ */
+const MAX_CONNECTIONS = 32;
+const HEADERS_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** Below HEADERS_TIMEOUT_MS: in Node 20 a connection that has sent nothing outlives a longer one. */
+const IDLE_TIMEOUT_MS = 4_000;
+/**
+ * Free fds kept for the accept path and worker starts: a connection to the metrics server
+ * that finds fewer is closed at once (two reads of /proc per connection; at most
+ * MAX_CONNECTIONS are held, so a flood of them costs CPU here, never the accept thread's fds).
+ */
+const FD_RESERVE = 64;
+
 export function startMetricsServer(d: StatsSource, options: MetricsOptions): Promise<MetricsServer> {
   const registry = createRegistry(d);
   const ready = options.ready ?? (() => d.size >= 1);
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ connectionsCheckingInterval: 1000, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -207,6 +247,11 @@ export function startMetricsServer(d: StatsSource, options: MetricsOptions): Pro
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics or /healthz\n');
     }
+  });
+  server.maxConnections = MAX_CONNECTIONS;
+  server.setTimeout(IDLE_TIMEOUT_MS);
+  server.on('connection', (socket) => {
+    if (freeFds() < FD_RESERVE) socket.destroy();
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -227,6 +272,6 @@ export function startMetricsServer(d: StatsSource, options: MetricsOptions): Pro
     // After an upgrade the old primary's socket is ours: the port never closes.
     const inherited = takeInherited(loadAddon(), metricsKey(options));
     if (inherited !== undefined) server.listen({ fd: inherited }, listening);
-    else server.listen(options.port, options.host, listening);
+    else server.listen(options.port, options.host ?? METRICS_DEFAULT_HOST, listening);
   });
 }

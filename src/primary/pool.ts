@@ -13,8 +13,9 @@ import type { Listener } from './listeners';
 import { answerListen, type AppListeners } from './app-listeners';
 import { isWorkerMessage } from '../shared/protocol';
 import type { NormalizedOptions } from './options';
-import { addWait, emptyWait, type WaitCounts } from '../shared/scoreboard';
+import { addWaitCounts, emptyWait, readWait, waitFollows, type WaitCounts } from '../shared/scoreboard';
 import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
+import { emptyIpcCounts } from './ipc-guard';
 
 const RESPAWN_BASE_MS = 100;
 const RESPAWN_MAX_MS = 10_000;
@@ -60,6 +61,13 @@ export class Pool extends EventEmitter<PoolEvents> {
   private halted: HerdlessError | undefined;
   /** Dispatch-wait counts of workers that have exited: a histogram's counts never go down. */
   private readonly retiredWait = emptyWait();
+  /** Each worker's last histogram that could be true (see readWait): what counts for it. */
+  private readonly lastWait = new Map<number, WaitCounts>();
+  /** Workers whose histogram page was refused as implausible (written with nonsense), at least once. */
+  private readonly refusedWait = new Set<number>();
+  refusedWaitPages = 0;
+  /** What workers' IPC channels were refused (handles closed, channels ended, reads paused), over the pool's life. */
+  readonly ipc = emptyIpcCounts();
   /** Starts under way (being started, or waiting out a back-off before a start). */
   private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
 
@@ -186,7 +194,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   private startOne(): WorkerHandle {
-    const w = new WorkerHandle(this.addon, this.nextId++, this.freeSlot(), this.opts, this.sockets);
+    const w = new WorkerHandle(this.addon, this.nextId++, this.freeSlot(), this.opts, this.sockets, this.ipc);
     this.workers.set(w.id, w);
     w.ready.then(
       () => {
@@ -240,13 +248,34 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */
   dispatchWait(): WaitCounts {
     const sum: WaitCounts = { buckets: [...this.retiredWait.buckets], sumUs: this.retiredWait.sumUs };
-    for (const w of this.workers.values()) addWait(sum, w.board);
+    for (const w of this.workers.values()) addWaitCounts(sum, this.waitOf(w));
     return sum;
+  }
+
+  /**
+   * `w`'s histogram as far as it can be believed: its page while that is plausible and has
+   * only grown, else what it last showed that was; one worker's page never corrupts totals.
+   */
+  private waitOf(w: WorkerHandle): WaitCounts {
+    // No wait is longer than this primary has been up (plus a second for clock rounding).
+    const now = readWait(w.board, (process.uptime() + 1) * 1e6);
+    const last = this.lastWait.get(w.id);
+    if (now && (!last || waitFollows(last, now))) {
+      this.lastWait.set(w.id, now);
+      return now;
+    }
+    if (!this.refusedWait.has(w.id)) {
+      this.refusedWait.add(w.id);
+      this.refusedWaitPages++;
+    }
+    return last ?? emptyWait();
   }
 
   private onExit(w: WorkerHandle, exit: WorkerExit): void {
     // Its page is final now (the process is gone); it leaves this.workers below, in the same turn.
-    addWait(this.retiredWait, w.board);
+    addWaitCounts(this.retiredWait, this.waitOf(w));
+    this.lastWait.delete(w.id);
+    this.refusedWait.delete(w.id);
     this.detach(w);
     this.reclaim(w, Date.now());
     this.appListeners?.leaveAll(w.id);

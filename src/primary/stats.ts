@@ -1,6 +1,7 @@
 /** What Dispatcher.stats() answers: plain data, read by the CLI's status and the metrics server. */
 import type { ProxyStats } from '../shared/binding';
 import type { Mode } from './options';
+import type { IpcCounts } from './ipc-guard';
 
 export interface WorkerStats {
   id: number;
@@ -46,6 +47,9 @@ export interface DispatchWaitStats {
   sumSeconds: number;
   /** Cumulative: connections that waited at most `le` seconds; the last is le: Infinity (= count). */
   buckets: { le: number; count: number }[];
+  /** Workers whose histogram page could not be true (a count or sum out of bounds, or one that
+   *  went down): their last plausible figures count instead. */
+  refusedPages: number;
 }
 
 export interface DispatcherStats {
@@ -70,6 +74,9 @@ export interface DispatcherStats {
     /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */
     waiting: number;
   };
+  /** What workers sent over IPC that the primary refused: handles closed on arrival, channels
+   *  ended for an oversized or malformed message, reads paused for a worker's message rate. */
+  ipc: IpcCounts;
   /** PROXY protocol headers (proxyProtocol): all 0 without it. */
   proxy: ProxyStats;
   workers: WorkerStats[];

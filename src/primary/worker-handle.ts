@@ -10,6 +10,7 @@ import type { Addon } from '../shared/binding';
 import type { Credentials } from './credentials';
 import { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
+import { emptyIpcCounts, guardIpc, type IpcCounts } from './ipc-guard';
 import type { NormalizedOptions } from './options';
 import { SCOREBOARD_BYTES } from '../shared/scoreboard';
 import { ROUTE_SECRET_ENV } from './route-secret';
@@ -115,6 +116,7 @@ export class WorkerHandle extends EventEmitter {
     readonly slot: number,
     opts: NormalizedOptions,
     listeners: Listener[],
+    ipcCounts: IpcCounts = emptyIpcCounts(),
   ) {
     super();
     this.exited = new Promise((resolve) => (this.settleExit = resolve));
@@ -165,6 +167,7 @@ export class WorkerHandle extends EventEmitter {
     }
     const child = this.child;
     if (child) {
+      guardIpc(child, ipcCounts);
       // EMFILE/ENFILE/EAGAIN...: spawn() returns a child without a pid and emits 'error' on
       // the next tick (and no 'exit' ever). Later errors (a kill or send that failed) change
       // nothing: the exit, when it comes, says what happened.
@@ -240,6 +243,9 @@ export class WorkerHandle extends EventEmitter {
       const onMessage = (m: unknown) => {
         if (!isWorkerMessage(m)) return;
         if (m.herdless === 'ready') {
+          // A 'ready' read after the exit was seen (both can be pending in one turn) must not
+          // bring a dead worker back into dispatch: the exit handler below fails the start.
+          if (this.state !== 'starting') return;
           done();
           this.state = 'ready';
           // From now on a 'draining' we did not ask for means the app closed its server.
@@ -314,8 +320,11 @@ function findSetpriv(): string | null {
       continue;
     }
     const probe = spawnSync(file, ['--pdeathsig', 'SIGKILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
-    // A probe that could not run (fds or processes short right now) is tried again next time.
-    if (probe.error) return null;
+    // A probe that could not run (fds or processes short right now: EMFILE, EAGAIN) says
+    // nothing about setpriv. Starting without it would leave this worker with no death signal
+    // and, with `user`, run --require/NODE_OPTIONS as root before the switch; so this start
+    // fails (the pool retries with back-off) and the next one probes again.
+    if (probe.error) throw probe.error;
     setpriv = probe.status === 0 ? file : null;
     return setpriv;
   }

@@ -164,7 +164,14 @@ export function loadAddon(): Addon {
       `herdless runs on Linux only (this is ${process.platform}): it relies on epoll, accept4 and SCM_RIGHTS.`,
     );
   }
-  const loaded = require('node-gyp-build')(path.join(__dirname, '..', '..')) as Addon | { supported: false };
+  // HERDLESS_ADDON: another build of the addon (npm run test:asan's, with AddressSanitizer);
+  // workers inherit it with the environment.
+  const other = process.env.HERDLESS_ADDON;
+  const loaded = (
+    other
+      ? require(path.resolve(other)) // eslint-disable-line @typescript-eslint/no-require-imports
+      : require('node-gyp-build')(path.join(__dirname, '..', '..'))
+  ) as Addon | { supported: false };
   if (!loaded.supported) {
     throw new HerdlessError('ERR_HERDLESS_UNSUPPORTED_PLATFORM', 'herdless was built without Linux support.');
   }

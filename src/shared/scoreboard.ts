@@ -44,12 +44,42 @@ export function emptyWait(): WaitCounts {
   return { buckets: new Array<number>(WAIT_BUCKETS_SECONDS.length + 1).fill(0), sumUs: 0 };
 }
 
-/** Adds the histogram of `board` (written by the worker's inbox) into `into`. */
-export function addWait(into: WaitCounts, board: Int32Array): WaitCounts {
-  if (board.buffer.byteLength < SCOREBOARD_BYTES) return into;
+/** More connections than one worker could take in years at full speed: a page claiming more is lying. */
+const SANE_WAIT_COUNT = 2 ** 40;
+
+/**
+ * The histogram of `board` (written by the worker's inbox), or undefined if it cannot be
+ * true: the page is the worker's to write, and a count or sum summed unchecked poisoned the
+ * pool's totals for good (a count of 2.7e20). Each bucket bounds its waits, so the sum must
+ * lie between what its counts allow; a wait in the last (+Inf) bucket is at most `maxWaitUs`.
+ */
+export function readWait(board: Int32Array, maxWaitUs: number): WaitCounts | undefined {
+  const w = emptyWait();
+  if (board.buffer.byteLength < SCOREBOARD_BYTES) return w;
   const words = new BigUint64Array(board.buffer, WAIT_OFFSET, WAIT_BUCKETS_SECONDS.length + 2);
-  for (let i = 0; i < into.buckets.length; i++) into.buckets[i] += Number(Atomics.load(words, i));
-  into.sumUs += Number(Atomics.load(words, into.buckets.length));
+  let least = 0;
+  let most = 0;
+  for (let i = 0; i < w.buckets.length; i++) {
+    const n = Number(Atomics.load(words, i));
+    if (n > SANE_WAIT_COUNT) return undefined;
+    w.buckets[i] = n;
+    least += n * (i === 0 ? 0 : WAIT_BUCKETS_SECONDS[i - 1] * 1e6);
+    most += n * (i < WAIT_BUCKETS_SECONDS.length ? WAIT_BUCKETS_SECONDS[i] * 1e6 : maxWaitUs);
+  }
+  w.sumUs = Number(Atomics.load(words, w.buckets.length));
+  // Waits are whole µs and a bucket's lower bound is exclusive; allow for doubles' rounding.
+  if (w.sumUs < least * (1 - 1e-9) || w.sumUs > most * (1 + 1e-9)) return undefined;
+  return w;
+}
+
+/** `later` could follow `earlier`: histogram counts never go down. */
+export function waitFollows(earlier: WaitCounts, later: WaitCounts): boolean {
+  return later.sumUs >= earlier.sumUs && later.buckets.every((n, i) => n >= earlier.buckets[i]);
+}
+
+export function addWaitCounts(into: WaitCounts, w: WaitCounts): WaitCounts {
+  for (let i = 0; i < into.buckets.length; i++) into.buckets[i] += w.buckets[i];
+  into.sumUs += w.sumUs;
   return into;
 }
 

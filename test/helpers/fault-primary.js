@@ -42,7 +42,7 @@ async function startFaultPrimary({ wrap = [], env = {} } = {}) {
     proc.kill('SIGKILL');
     await exited;
   };
-  return { proc, pid: started.pid, port: started.port, call, exited, stop };
+  return { proc, pid: started.pid, port: started.port, metricsPort: started.metricsPort, call, exited, stop };
 }
 
 /** The process exists and is not a zombie. */

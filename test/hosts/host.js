@@ -14,7 +14,7 @@ const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/herdless');
 const APP = path.join(__dirname, 'app.js');
 // The command line docs/haproxy.cfg is written for, plus a fixed pool and JSON logs.
-const ARGS = ['--port', '8080', '--metrics', '9464', '--keep-alive-timeout', '65000', '--workers', '2', '--shutdown-timeout', '10000', '--log', 'json'];
+const ARGS = ['--port', '8080', '--metrics', '0.0.0.0:9464', '--keep-alive-timeout', '65000', '--workers', '2', '--shutdown-timeout', '10000', '--log', 'json'];
 
 function readProc(pid, file) {
   try {

@@ -40,8 +40,10 @@ function usage(message: string): never {
 }
 
 function parse(argv: string[]) {
+  // "scale -1" is a count, not a flag.
+  const relative = argv[0] === 'scale' ? argv.findIndex((x, i) => i > 0 && /^-\d+$/.test(x)) : -1;
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: relative < 0 ? argv : argv.filter((_, i) => i !== relative),
     options: {
       control: { type: 'string' },
       pid: { type: 'string' },
@@ -54,7 +56,7 @@ function parse(argv: string[]) {
     strict: true,
   });
   const cmd = positionals[0] as Command;
-  const rest = positionals.slice(1);
+  const rest = relative < 0 ? positionals.slice(1) : [argv[relative], ...positionals.slice(1)];
   const int = (name: string, v: string | undefined) => {
     if (v === undefined) return undefined;
     if (!/^\d+$/.test(v)) usage(`--${name}: expected a non-negative integer, got "${v}"`);

@@ -40,26 +40,48 @@ function ensureDir(dir: string): void {
   if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
 }
 
-/** Which path to listen on: the first free name (app, app-2, ...), or the one to take over. */
-async function choosePath(opts: ControlServerOptions): Promise<{ file: string; takeOver: boolean }> {
-  const candidates = opts.path
-    ? [path.resolve(opts.path)]
-    : Array.from({ length: MAX_NAMES }, (_, i) => path.join(controlDir(), `${controlName(opts.info.app)}${i === 0 ? '' : `-${i + 1}`}.sock`));
-  ensureDir(path.dirname(candidates[0]));
-  for (const file of candidates) {
+function candidates(opts: ControlServerOptions): string[] {
+  if (opts.path) return [path.resolve(opts.path)];
+  const base = controlName(opts.info.app);
+  return Array.from({ length: MAX_NAMES }, (_, i) => path.join(controlDir(), `${base}${i === 0 ? '' : `-${i + 1}`}.sock`));
+}
+
+/** link(2) fails if the name exists: of two primaries starting at once, one gets each name. */
+function linkExclusive(from: string, to: string): boolean {
+  try {
+    fs.linkSync(from, to);
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/**
+ * Give the socket bound at `bound` its name: the first free one (app, app-2, ...), a stale
+ * one's (a killed primary's), or the one of the primary this one upgrades (replaced at once).
+ */
+async function claimPath(opts: ControlServerOptions, files: string[], bound: string): Promise<string> {
+  for (const file of files) {
     let found: Awaited<ReturnType<typeof probe>>;
     try {
       found = await probe(file);
     } catch (err) {
       throw controlError(`cannot use the control socket ${file}: ${(err as Error).message}`, { cause: err });
     }
-    if (found === 'none') return { file, takeOver: false };
-    if (found === 'stale') {
-      // Left by a primary that was killed: nobody listens on it.
-      fs.rmSync(file, { force: true });
-      return { file, takeOver: false };
+    if (found === 'stale') fs.rmSync(file, { force: true });
+    if (found === 'none' || found === 'stale') {
+      if (linkExclusive(bound, file)) {
+        fs.unlinkSync(bound);
+        return file;
+      }
+      if (opts.path) throw controlError(`the control socket ${file} was just taken by another process; give --control another path`);
+      continue;
     }
-    if (found.pid === opts.takeOverFrom) return { file, takeOver: true };
+    if (found.pid === opts.takeOverFrom) {
+      fs.renameSync(bound, file);
+      return file;
+    }
     if (opts.path) throw controlError(`the control socket ${file} is in use by herdless pid ${found.pid} (${found.app}); give --control another path`, { pid: found.pid });
   }
   throw controlError(`${MAX_NAMES} control sockets named after ${opts.info.app} are in use in ${controlDir()}; give --control a path`);
@@ -69,6 +91,7 @@ export class ControlServer {
   private readonly connections = new Set<net.Socket>();
   private readonly statusBuilder: StatusBuilder;
   private ino = -1;
+  private file = '';
   private closed = false;
 
   private constructor(
@@ -76,25 +99,29 @@ export class ControlServer {
     d: Dispatcher,
     private readonly opts: ControlServerOptions,
     private readonly server: net.Server,
-    readonly path: string,
   ) {
     this.statusBuilder = new StatusBuilder(d, opts.info);
   }
 
   static async start(addon: Addon, d: Dispatcher, opts: ControlServerOptions): Promise<ControlServer> {
-    const { file, takeOver } = await choosePath(opts);
-    // A new primary binds beside the old one's socket and renames over it: clients never find
-    // the path missing, and the old one, seeing another inode there, leaves it alone.
-    const bindAt = takeOver ? `${file}.${process.pid}.new` : file;
+    const files = candidates(opts);
+    const dir = path.dirname(files[0]);
+    ensureDir(dir);
+    // Bound under a name of its own, then linked (or, to take over from the primary this one
+    // upgrades, renamed) into place: clients never see a half-made socket or a missing path,
+    // and libuv, which unlinks the name it bound when the server closes, cannot remove a path
+    // that has become another primary's. close() removes the path only if it is still ours.
+    const bound = path.join(dir, `.${process.pid}.bind`);
+    fs.rmSync(bound, { force: true });
     const server = net.createServer();
-    const self = new ControlServer(addon, d, opts, server, file);
+    const self = new ControlServer(addon, d, opts, server);
     server.on('connection', (s) => self.accept(s));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       // bind(2) happens within listen(): the umask makes the socket 0600 from its first moment.
       const umask = process.umask(0o177);
       try {
-        server.listen(bindAt, () => {
+        server.listen(bound, () => {
           server.off('error', reject);
           resolve();
         });
@@ -102,14 +129,25 @@ export class ControlServer {
         process.umask(umask);
       }
     }).catch((err) => {
-      throw controlError(`cannot listen on the control socket ${bindAt}: ${(err as Error).message}`, { cause: err });
+      throw controlError(`cannot listen on a control socket in ${dir}: ${(err as Error).message}`, { cause: err });
     });
-    fs.chmodSync(bindAt, 0o600);
-    if (takeOver) fs.renameSync(bindAt, file);
-    self.ino = fs.statSync(file).ino;
+    try {
+      fs.chmodSync(bound, 0o600);
+      self.file = await claimPath(opts, files, bound);
+      self.ino = fs.statSync(self.file).ino;
+    } catch (err) {
+      server.close();
+      fs.rmSync(bound, { force: true });
+      throw err;
+    }
     // Serving the socket must not keep a stopping primary alive.
     server.unref();
     return self;
+  }
+
+  /** Where the socket is. */
+  get path(): string {
+    return this.file;
   }
 
   /** Stop listening and remove the socket file if it is still ours; open connections stay
@@ -119,7 +157,7 @@ export class ControlServer {
     this.closed = true;
     this.server.close();
     try {
-      if (fs.statSync(this.path).ino === this.ino) fs.rmSync(this.path, { force: true });
+      if (fs.statSync(this.file).ino === this.ino) fs.rmSync(this.file, { force: true });
     } catch {
       // already gone
     }

@@ -42,7 +42,7 @@ async function status(env, extra = []) {
 async function startCli(args, env) {
   const cli = runCli(args, { env });
   const b = await started(cli);
-  const m = /control (\S+)\)/.exec(cli.log());
+  const m = /control (\S+?)[,)]/.exec(cli.log());
   assert.ok(m, `no control socket in the banner: ${cli.log()}`);
   return { cli, ...b, control: m[1] };
 }

@@ -56,7 +56,7 @@ function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer |
   log.info(
     'listening',
     { address: a, size: d.size, mode, metrics: metrics?.address().port, control: control?.server.path },
-    `listening on ${where}${more} (${d.size} worker${d.size === 1 ? '' : 's'}, mode ${mode}, pid ${process.pid}${m}${c})`,
+    `listening on ${where}${more} (${d.size} worker${d.size === 1 ? '' : 's'}, mode ${mode}, pid ${process.pid}${c}${m})`,
   );
 }
 

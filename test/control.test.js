@@ -3,6 +3,7 @@
 // real CLI instances: real processes, a real TTY (tmux) for top, a second Unix user for SO_PEERCRED.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { execFile, execFileSync } = require('node:child_process');
@@ -132,6 +133,47 @@ describe('control socket and commands', function () {
     assert.deepEqual(after.workers.map((w) => w.restarts), [1, 1, 1]);
     for (const w of after.workers) assert.ok(!before.workers.some((b) => b.pid === w.pid), 'every worker is new');
     assert.match(cli.log(), /herdless reload: reloading workers one at a time/);
+  });
+
+  it('a worker killed outright comes back in its slot, which counts one restart', async () => {
+    const { cli } = await startCli([...LOCAL, '-w', '2', APP], env);
+    const before = await status(env);
+    const victim = before.workers.find((w) => w.slot === 1);
+    process.kill(victim.pid, 'SIGKILL');
+    let after;
+    await waitUntil(async () => {
+      after = await status(env);
+      return after.workers.length === 2 && after.workers.every((w) => w.state === 'ready') && !after.workers.some((w) => w.pid === victim.pid);
+    });
+    assert.deepEqual(after.workers.map((w) => [w.slot, w.restarts]), [[0, 0], [1, 1]]);
+    assert.equal(after.workers[0].pid, before.workers[0].pid);
+    assert.ok(childPids(cli.pid).includes(after.workers[1].pid));
+  });
+
+  it('answers a malformed request or another protocol version with an error, and keeps the connection', async () => {
+    const { control } = await startCli([...LOCAL, '-w', '1', APP], env);
+    const sock = net.createConnection(control);
+    const lines = [];
+    sock.setEncoding('utf8');
+    let buf = '';
+    sock.on('data', (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        lines.push(JSON.parse(buf.slice(0, nl)));
+        buf = buf.slice(nl + 1);
+      }
+    });
+    sock.write('not json\n{"v":2,"id":7,"cmd":"status"}\n{"v":1,"id":8,"cmd":"nope"}\n{"v":1,"id":9,"cmd":"hello"}\n');
+    await waitUntil(() => lines.length === 4, 5000);
+    sock.destroy();
+    const byId = Object.fromEntries(lines.map((l) => [String(l.id), l]));
+    assert.equal(byId.null.error.code, 'ERR_HERDLESS_CONTROL');
+    assert.match(byId[7].error.message, /protocol version 2 is not spoken here/);
+    assert.match(byId[8].error.message, /unknown command "nope"/);
+    assert.equal(byId[9].ok, true);
+    assert.equal(byId[9].result.v, 1);
+    assert.equal(byId[9].result.app, APP);
   });
 
   it('stop stops gracefully, answers once stopped and removes the socket', async () => {

@@ -242,11 +242,9 @@ export class ControlServer {
         return actions.upgrade();
       case 'stop': {
         const timeout = typeof args.timeout === 'number' ? args.timeout : undefined;
-        return actions.stop(timeout, () => {
-          // No new clients while stopping; this connection stays for the answer.
-          this.close();
-          event('stopping', { pid: process.pid, timeout });
-        });
+        // The socket stays while the pool drains (status shows it); it goes with the process,
+        // or with close() for an API user's Dispatcher.
+        return actions.stop(timeout, () => event('stopping', { pid: process.pid, timeout }));
       }
       default:
         throw controlError(`unknown command "${String(req.cmd)}" (known: hello, status, scale, reload, upgrade, stop)`);

@@ -215,6 +215,29 @@ describe('control socket and commands', function () {
     assert.equal((await status(env)).pid, b.cli.pid);
   });
 
+  it('--control PATH in use by another herdless is a start error; a default directory that is not ours is skipped with a warning', async () => {
+    const sock = path.join(tmp, 'one.sock');
+    const a = await startCli([...LOCAL, '-w', '1', '--control', sock, APP], env);
+    assert.equal(a.control, sock);
+    const b = runCli([...LOCAL, '-w', '1', '--control', sock, APP], { env });
+    const { code } = await b.exited;
+    assert.equal(code, 1, b.log());
+    assert.match(b.log(), new RegExp(`ERR_HERDLESS_CONTROL: the control socket ${sock} is in use by herdless pid ${a.cli.pid}`));
+    assert.equal((await status({}, ['--control', sock])).pid, a.cli.pid, 'the first one still has it');
+
+    // Someone else's directory where the default one goes: serve anyway, without a socket.
+    if (process.getuid() !== 0) return; // chown needs root (CI runs as root)
+    const other = path.join(tmp, 'other');
+    fs.mkdirSync(path.join(other, 'herdless'), { recursive: true });
+    fs.chownSync(path.join(other, 'herdless'), 12345, 12345);
+    const c = runCli([...LOCAL, '-w', '1', APP], { env: { XDG_RUNTIME_DIR: other } });
+    const started_ = await started(c);
+    assert.match(c.log(), /no control socket: ERR_HERDLESS_CONTROL: .*herdless belongs to uid 12345, not to this user/);
+    assert.doesNotMatch(c.log(), /, control /);
+    assert.equal((await get(started_.port)).status, 200);
+    assert.deepEqual(fs.readdirSync(path.join(other, 'herdless')), []);
+  });
+
   it('refuses another Unix user: EACCES by the file modes, and SO_PEERCRED when the modes are opened', async function () {
     if (process.getuid() !== 0) this.skip(); // needs root to create a user and drop to it (CI runs as root)
     const user = 'herdlessctl';

@@ -30,9 +30,14 @@ function controlError(message: string, extra?: Record<string, unknown>): Herdles
   return new HerdlessError('ERR_HERDLESS_CONTROL', message, extra);
 }
 
-/** Create the directory 0700 if missing; refuse one that others could write to or that is not ours. */
-function ensureDir(dir: string): void {
+/**
+ * The default directory is created 0700 and must be ours, not open to others. A directory
+ * named by --control is the user's choice (their home, say): created 0700 if missing, left as
+ * it is otherwise; the socket's own 0600 and SO_PEERCRED still hold there.
+ */
+function ensureDir(dir: string, strict: boolean): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (!strict) return;
   const st = fs.lstatSync(dir);
   const uid = process.getuid!();
   if (!st.isDirectory()) throw controlError(`${dir} is not a directory; remove it or give --control a path elsewhere`);
@@ -106,7 +111,7 @@ export class ControlServer {
   static async start(addon: Addon, d: Dispatcher, opts: ControlServerOptions): Promise<ControlServer> {
     const files = candidates(opts);
     const dir = path.dirname(files[0]);
-    ensureDir(dir);
+    ensureDir(dir, opts.path === undefined);
     // Bound under a name of its own, then linked (or, to take over from the primary this one
     // upgrades, renamed) into place: clients never see a half-made socket or a missing path,
     // and libuv, which unlinks the name it bound when the server closes, cannot remove a path

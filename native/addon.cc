@@ -9,6 +9,7 @@
 #include "shared/scoreboard.h"
 
 namespace herdless {
+void InitPeerCredentials(Napi::Env env, Napi::Object exports);
 void InitProcess(Napi::Env env, Napi::Object exports);
 void InitLoopState(Napi::Env env, Napi::Object exports);
 void InitPlacement(Napi::Env env, Napi::Object exports);
@@ -20,6 +21,7 @@ void InitNotify(Napi::Env env, Napi::Object exports);
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #ifdef HERDLESS_LINUX
   herdless::InitListener(env, exports);
+  herdless::InitPeerCredentials(env, exports);
   herdless::InitChannel(env, exports);
   herdless::InitScoreboard(env, exports);
   herdless::InitInbox(env, exports);

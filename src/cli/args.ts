@@ -50,7 +50,14 @@ Other:
   -c, --config <file>      JSON, or a JS module exporting options; flags win
       --log <text|json>    log format on stderr (default text)
       --metrics <[host:]port> Prometheus /metrics and /healthz (host default 127.0.0.1)
+      --control <path|off> control socket for the commands below (default: named
+                           after the app in $XDG_RUNTIME_DIR/herdless, /run/herdless
+                           as root, else $TMPDIR/herdless-<uid>)
   -h, --help, -v, --version
+
+Commands (talk to a running herdless over its control socket; see herdless status --help):
+  herdless status [--json]    herdless top    herdless scale N|+k|-k
+  herdless reload             herdless upgrade    herdless stop [--timeout ms]
 
 Signals: TERM/INT graceful stop (a second one forces), HUP rolling reload,
 TTIN/TTOU one worker more/less, USR1 status summary on stderr, USR2 upgrade:
@@ -91,6 +98,7 @@ const FLAGS = {
   config: { type: 'string', short: 'c' },
   log: { type: 'string' },
   metrics: { type: 'string' },
+  control: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -109,6 +117,8 @@ export interface CliArgs {
   config?: string;
   log?: LogFormat;
   metrics?: string;
+  /** Control socket path, or 'off'. */
+  control?: string;
   shutdownTimeout?: number;
   /** Everything that maps straight onto DispatcherOptions. */
   options: Partial<DispatcherOptions>;
@@ -197,6 +207,7 @@ export function parseCli(argv: string[]): CliArgs {
     config: v.config,
     log: v.log as LogFormat | undefined,
     metrics: v.metrics,
+    control: v.control,
     shutdownTimeout: int('shutdown-timeout', v['shutdown-timeout']),
     options,
   };

@@ -12,6 +12,7 @@ import { loadConfig, type FileConfig } from './config';
 import { createLogger, describeError, type Logger } from './log';
 import { createNotifier, type Notifier } from './notify';
 import { handleSignals } from './signals';
+import { startCliControl, type CliControl } from './control-server';
 import { Dispatcher } from '../primary/dispatcher';
 import { invalidOption } from '../shared/errors';
 import { answerUpgrade, deferUpgradeAnswer, metricsKey, upgradedFrom } from '../primary/inherited';
@@ -45,14 +46,19 @@ function metricsAddress(value: FileConfig['metrics']): { port: number; host?: st
   return m[1] ? { host: m[1], port: Number(m[2]) } : { port: Number(m[2]) };
 }
 
-function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer | undefined, log: Logger): void {
+function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer | undefined, control: CliControl | undefined, log: Logger): void {
   const a = d.address();
   const where = a === null ? 'an inherited socket' : typeof a === 'string' ? `unix:${a}` : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   const mode = opts.mode ?? 'dispatch';
   const count = Math.max(1, d.stats().listeners.length);
   const more = count > 1 ? ` and ${count - 1} more` : '';
   const m = metrics ? `, metrics on :${metrics.address().port}` : '';
-  log.info('listening', { address: a, size: d.size, mode, metrics: metrics?.address().port }, `listening on ${where}${more} (${d.size} worker${d.size === 1 ? '' : 's'}, mode ${mode}, pid ${process.pid}${m})`);
+  const c = control ? `, control ${control.server.path}` : '';
+  log.info(
+    'listening',
+    { address: a, size: d.size, mode, metrics: metrics?.address().port, control: control?.server.path },
+    `listening on ${where}${more} (${d.size} worker${d.size === 1 ? '' : 's'}, mode ${mode}, pid ${process.pid}${c}${m})`,
+  );
 }
 
 function logPoolEvents(d: Dispatcher, log: Logger): void {
@@ -63,6 +69,13 @@ function logPoolEvents(d: Dispatcher, log: Logger): void {
     log.info('worker-exit', { worker: id, workerPid: pid, code, signal, reason }, `worker ${id} exited (pid ${pid}, ${signal ?? `code ${code}`}, ${reason})`),
   );
   d.on('scale', ({ from, to, reason }) => log.info('scale', { from, to, reason }, `pool ${from} -> ${to} workers (${reason})`));
+}
+
+/** The control socket's path: undefined for the default one, false for none (--control off). */
+function controlPath(flag: string | undefined, config: FileConfig['control']): string | undefined | false {
+  if (flag !== undefined) return flag === 'off' ? false : flag;
+  if (config === false) return false;
+  return typeof config === 'string' ? config : undefined;
 }
 
 /** A new primary of an upgrade that fails before Dispatcher.start says why to the old one. */
@@ -104,7 +117,7 @@ async function main(argv: string[]): Promise<void> {
     notify.setLogger(log);
     const app = args.app ? path.resolve(args.app) : config.app;
     if (!app) throw invalidOption('<app>', 'missing: herdless [options] <app> (or "app" in --config)');
-    const { metrics: metricsConfig, log: _log, shutdownTimeout, ...base } = config;
+    const { metrics: metricsConfig, log: _log, shutdownTimeout, control: controlConfig, ...base } = config;
     const opts: DispatcherOptions = {
       ...base,
       ...args.options,
@@ -115,6 +128,7 @@ async function main(argv: string[]): Promise<void> {
     if (listen !== undefined) opts.listen = sealInherited(listen);
     const { min, max, mode } = normalizeOptions(opts);
     const metricsAt = metricsAddress(args.metrics ?? metricsConfig);
+    const controlAt = controlPath(args.control, controlConfig);
     d = await Dispatcher.start(opts);
     for (const s of EARLY_SIGNALS) process.off(s, early);
     logPoolEvents(d, log);
@@ -122,10 +136,11 @@ async function main(argv: string[]): Promise<void> {
     const notifier = notify;
     const status = () => `serving, ${running.size} worker${running.size === 1 ? '' : 's'} (min ${min}, max ${max}), mode ${mode}`;
     let metrics: MetricsServer | undefined;
+    let control: CliControl | undefined;
     const controls = handleSignals(d, log, {
       shutdownTimeout: args.shutdownTimeout ?? shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
       exit: (code) => {
-        void (metrics?.close() ?? Promise.resolve()).finally(() => process.exit(code));
+        void Promise.all([metrics?.close(), control?.beforeExit()]).finally(() => process.exit(code));
       },
       notify: notifier,
       status,
@@ -163,7 +178,17 @@ async function main(argv: string[]): Promise<void> {
     // Once the new primary of an upgrade serves, it alone answers /healthz and /metrics: this
     // one, draining, would answer 503 to a load balancer's check and pull the host out.
     d.once('upgraded', () => void metrics?.close());
-    banner(d, opts, metrics, log);
+    if (controlAt !== false) {
+      const info = { app, min, max, mode, version: require('../../package.json').version as string, startedAt: Date.now() };
+      try {
+        control = await startCliControl(loadAddon(), d, controls, { path: controlAt, info, takeOverFrom: from });
+      } catch (err) {
+        // The default socket is a convenience: serving goes on without it. One asked for is not.
+        if (controlAt !== undefined) throw err;
+        log.error('control', { code: (err as { code?: string }).code }, `no control socket: ${describeError(err)}`);
+      }
+    }
+    banner(d, opts, metrics, control, log);
     // systemd hears of the new main pid before the old primary, told next, starts to drain and exit.
     notifier.ready(status(), from === undefined ? undefined : process.pid);
     if (from !== undefined) {

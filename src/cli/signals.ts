@@ -9,6 +9,7 @@ import type { Dispatcher, UpgradeOptions } from '../primary/dispatcher';
 import { describeError, type Logger } from './log';
 import type { Notifier } from './notify';
 import { logStatus } from './status';
+import { HerdlessError } from '../shared/errors';
 
 export interface SignalOptions {
   /** Graceful stop deadline, ms, after which workers are killed. */
@@ -23,9 +24,15 @@ export interface SignalOptions {
 }
 
 export interface Controls {
-  /** Graceful stop; also what the CLI uses on a fatal dispatcher error. */
-  stop(reason: string, code?: number): void;
+  /** Graceful stop; also what the CLI uses on a fatal dispatcher error and `herdless stop`. */
+  stop(reason: string, code?: number, timeoutMs?: number): void;
   readonly stopping: boolean;
+  /** What TTIN/TTOU do (`delta`) or `herdless scale N` (`to`); resolves with the size reached. */
+  resize(spec: { delta: number } | { to: number }, by: string): Promise<{ from: number; asked: number; to: number }>;
+  /** What HUP does; resolves when done (rejects if the reload failed or one is under way). */
+  reload(by: string): Promise<void>;
+  /** What USR2 does; resolves with the new primary's pid once this one has drained. */
+  upgrade(by: string): Promise<{ pid: number }>;
 }
 
 export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): Controls {
@@ -37,7 +44,7 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
   // Draining after an upgrade: a TERM/INT meant for the service (Ctrl-C reaches both
   // primaries) must not cut this one's requests; only a second one forces.
   let handedOver = false;
-  const stop = (reason: string, code = 0): void => {
+  const stop = (reason: string, code = 0, timeoutMs = opts.shutdownTimeout): void => {
     if (handedOver) {
       handedOver = false;
       log.info('stopping', { reason }, `${reason}: already draining after an upgrade (again to force)`);
@@ -57,9 +64,9 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
     }
     stopping = true;
     opts.notify.stopping();
-    const closed = d.close({ timeout: opts.shutdownTimeout });
+    const closed = d.close({ timeout: timeoutMs });
     // Logged after close() has closed the listeners, so the line means "no new connections".
-    log.info('stopping', { reason, timeout: opts.shutdownTimeout }, `${reason}: stopping gracefully (up to ${opts.shutdownTimeout} ms)`);
+    log.info('stopping', { reason, timeout: timeoutMs }, `${reason}: stopping gracefully (up to ${timeoutMs} ms)`);
     closed.then(
       () => {
         log.info('stopped', { exitCode: code }, 'stopped');
@@ -72,32 +79,36 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
     );
   };
 
-  const resize = (delta: number, signal: string): void => {
-    if (stopping) return;
-    const to = (wanted ?? d.size) + delta;
+  const resize = (spec: { delta: number } | { to: number }, signal: string): Promise<{ from: number; asked: number; to: number }> => {
+    if (stopping) return Promise.reject(new HerdlessError('ERR_HERDLESS_CLOSED', 'herdless is stopping'));
+    const from = d.size;
+    const to = 'to' in spec ? spec.to : (wanted ?? d.size) + spec.delta;
     wanted = to;
-    d.resize(to).then(
+    return d.resize(to).then(
       (size) => {
         if (wanted === to) wanted = undefined;
         log.info('resized', { signal, requested: to, size }, `${signal}: pool target ${size}${size !== to ? ` (asked ${to}, clamped to min/max)` : ''}`);
+        return { from, asked: to, to: size };
       },
       (err) => {
         wanted = undefined;
         log.error('resized', { signal }, `${signal}: resize failed: ${describeError(err)}`);
+        throw err;
       },
     );
   };
 
-  const reload = (): void => {
-    if (stopping) return;
+  const reload = (by = 'SIGHUP'): Promise<void> => {
+    if (stopping) return Promise.reject(new HerdlessError('ERR_HERDLESS_CLOSED', 'herdless is stopping'));
     if (reloading) {
-      log.info('reload', { skipped: true }, 'SIGHUP: a reload is already under way');
-      return;
+      log.info('reload', { skipped: true }, `${by}: a reload is already under way`);
+      return Promise.reject(new HerdlessError('ERR_HERDLESS_CONTROL', 'a reload is already under way; wait for it to finish'));
     }
     reloading = true;
     opts.notify.reloading();
-    log.info('reload', {}, 'SIGHUP: reloading workers one at a time');
-    d.reload().then(
+    log.info('reload', {}, `${by}: reloading workers one at a time`);
+    const done = d.reload();
+    done.then(
       () => log.info('reloaded', { size: d.size }, `reload done, ${d.size} workers`),
       (err) => log.error('reloaded', {}, `reload failed: ${describeError(err)}`),
     ).finally(() => {
@@ -105,18 +116,19 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
       // Still serving either way; systemd waits for this READY=1 to end the reload.
       if (!stopping) opts.notify.ready(opts.status());
     });
+    return done;
   };
 
   let upgrading = false;
-  const upgrade = (): void => {
-    if (stopping) return;
+  const upgrade = (by = 'SIGUSR2'): Promise<{ pid: number }> => {
+    if (stopping) return Promise.reject(new HerdlessError('ERR_HERDLESS_CLOSED', 'herdless is stopping'));
     if (upgrading) {
-      log.info('upgrade', { skipped: true }, 'SIGUSR2: an upgrade is already under way; ignored');
-      return;
+      log.info('upgrade', { skipped: true }, `${by}: an upgrade is already under way; ignored`);
+      return Promise.reject(new HerdlessError('ERR_HERDLESS_UPGRADE_IN_PROGRESS', 'an upgrade is already under way; wait for it to finish or fail'));
     }
     upgrading = true;
     opts.notify.status('upgrading');
-    log.info('upgrade', {}, 'SIGUSR2: starting a new primary from the same command line');
+    log.info('upgrade', {}, `${by}: starting a new primary from the same command line`);
     const onUpgraded = ({ pid }: { pid: number }) => {
       // From here on the new primary speaks for the service, and we only drain.
       stopping = true;
@@ -125,7 +137,8 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
       log.info('upgraded', { newPid: pid }, `new primary pid ${pid} is serving; draining this one (up to ${opts.shutdownTimeout} ms) and exiting`);
     };
     d.once('upgraded', onUpgraded);
-    d.upgrade({ ...opts.upgradeOptions(), closeTimeout: opts.shutdownTimeout }).then(
+    const done = d.upgrade({ ...opts.upgradeOptions(), closeTimeout: opts.shutdownTimeout });
+    done.then(
       ({ pid }) => {
         log.info('stopped', { exitCode: 0, newPid: pid }, `stopped; pid ${pid} serves now`);
         opts.exit(0);
@@ -140,21 +153,27 @@ export function handleSignals(d: Dispatcher, log: Logger, opts: SignalOptions): 
         opts.notify.status(`${opts.status()}; last upgrade failed`);
       },
     );
+    return done;
   };
 
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', reload);
-  process.on('SIGTTIN', () => resize(+1, 'SIGTTIN'));
-  process.on('SIGTTOU', () => resize(-1, 'SIGTTOU'));
+  // Failures are logged where they happen; a signal has nobody to answer.
+  const quiet = () => {};
+  process.on('SIGHUP', () => reload().catch(quiet));
+  process.on('SIGTTIN', () => resize({ delta: +1 }, 'SIGTTIN').catch(quiet));
+  process.on('SIGTTOU', () => resize({ delta: -1 }, 'SIGTTOU').catch(quiet));
   // Replaces Node's default SIGUSR1 action (starting the inspector) on purpose.
   process.on('SIGUSR1', () => logStatus(d, log));
-  process.on('SIGUSR2', upgrade);
+  process.on('SIGUSR2', () => upgrade().catch(quiet));
 
   return {
     stop,
     get stopping() {
       return stopping;
     },
+    resize,
+    reload,
+    upgrade,
   };
 }

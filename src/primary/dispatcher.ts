@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { MetricsServer } from './metrics';
+import type { ControlServer } from './control/server';
 import { loadAddon, type Addon, type NativeAcceptor, type ProxyStats } from '../shared/binding';
 import { HerdlessError, invalidOption } from '../shared/errors';
 import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
@@ -101,6 +102,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   /** Set once a new primary serves our sockets: close() must not remove their files. */
   private handedOver = false;
   private metrics: MetricsServer | undefined;
+  private control: ControlServer | undefined;
   private readonly supervisor: Supervisor;
 
   private constructor(
@@ -167,11 +169,11 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         app.closeUnclaimed();
         self = new Dispatcher(addon, opts, listeners, acceptor, pool, app, routeSecret);
         acceptor.start();
-        return await self.startMetrics();
+        return await (await self.startMetrics()).startControl();
       }
       pool = new Pool(addon, opts, listeners, undefined);
       await pool.start();
-      return await new Dispatcher(addon, opts, listeners, undefined, pool, undefined, routeSecret).startMetrics();
+      return await (await new Dispatcher(addon, opts, listeners, undefined, pool, undefined, routeSecret).startMetrics()).startControl();
     } catch (err) {
       // Nothing may outlive a failed start.
       await pool?.destroy();
@@ -206,6 +208,31 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     }
   }
 
+  /** The `control` option's socket comes after the metrics server, for the same reason. */
+  private async startControl(): Promise<this> {
+    if (this.opts.control === undefined) return this;
+    try {
+      const { ControlServer } = await import('./control/server.js');
+      const { defaultActions } = await import('./control/actions.js');
+      const { min, max, mode, app } = this.opts;
+      this.control = await ControlServer.start(this.addon, this, {
+        path: this.opts.control === true ? undefined : this.opts.control,
+        info: { app, min, max, mode, version: require('../../package.json').version, startedAt: Date.now() },
+        actions: defaultActions(this),
+        takeOverFrom: upgradedFrom(this.addon),
+      });
+      return this;
+    } catch (err) {
+      await this.close({ timeout: 1000 });
+      throw err;
+    }
+  }
+
+  /** The control socket's path (`control` option), or null. */
+  controlPath(): string | null {
+    return this.control?.path ?? null;
+  }
+
   /** Where the metrics server listens (`metrics` option), or null. */
   metricsAddress(): AddressInfo | null {
     return this.metrics?.address() ?? null;
@@ -237,6 +264,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       return {
         id: w.id,
         slot: w.slot,
+        restarts: this.pool.restarts(w.slot),
+        startedAt: w.startedAt,
         pid: w.pid,
         state: w.state,
         connectionsReceived: readScore(w.board, 'received'),
@@ -362,6 +391,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
       throw err;
     }
     this.handedOver = true;
+    // The new primary has renamed its control socket over ours: clients reach it now.
+    this.control?.close();
     // The new primary answers on the metrics socket now; a draining one would fail /healthz
     // checks that reach it (503) and pull the host out of its load balancer.
     await this.metrics?.close();
@@ -374,6 +405,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     // Closed mid-upgrade: the new primary is not ready, so it must not stay behind.
     if (!this.handedOver) this.successor?.abort('was stopped: the old primary is closing');
     this.supervisor.stop();
+    this.control?.close();
     this.acceptor?.stop();
     closeListeners(this.addon, this.sockets, !this.handedOver);
     this.appListeners?.closeAll(!this.handedOver);

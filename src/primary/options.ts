@@ -88,6 +88,12 @@ export interface DispatcherOptions {
   metrics?: { port: number; host?: string };
   /** How long upgrade() waits for the new primary to be ready, ms (default 60000), then kills it. */
   upgradeTimeout?: number;
+  /**
+   * A control socket for `herdless status|top|scale|reload|upgrade|stop`: a path, true for the
+   * default (named after the app under $XDG_RUNTIME_DIR/herdless, /run/herdless for root, or
+   * the temp dir), false or absent for none. The CLI turns it on by default.
+   */
+  control?: string | boolean;
   /** Passed to each worker's http server (ms). */
   headersTimeout?: number;
   requestTimeout?: number;
@@ -127,6 +133,7 @@ export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
   user: true,
   group: true,
   upgradeTimeout: true,
+  control: true,
   route: true,
   proxyProtocol: true,
   proxyTimeout: true,
@@ -184,6 +191,8 @@ export interface NormalizedOptions {
   stallTimeout: number;
   stealAfter: number;
   upgradeTimeout: number;
+  /** Socket path, true for the default one, undefined for none. */
+  control: string | true | undefined;
   route: Route;
   proxyProtocol: boolean;
   proxyTimeout: number;
@@ -254,6 +263,14 @@ function fraction(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !(value > 0 && value <= 1)) throw invalidOption(name, `expected a number in (0, 1], got ${String(value)}`);
   return value;
+}
+
+function normalizeControl(input: unknown): NormalizedOptions['control'] {
+  if (input === undefined || input === false) return undefined;
+  if (input === true) return true;
+  if (typeof input !== 'string' || input === '') throw invalidOption('control', `expected a socket path, true or false, got ${String(input)}`);
+  if (input.length > 100) throw invalidOption('control', `a Unix socket path is at most about 100 bytes, got ${input.length}: ${input}`);
+  return input;
 }
 
 function normalizeMetrics(input: unknown): NormalizedOptions['metrics'] {
@@ -351,6 +368,7 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     stallTimeout: intOption('stallTimeout', o.stallTimeout, 0, 1),
     stealAfter: intOption('stealAfter', o.stealAfter, DEFAULT_STEAL_AFTER_MS, 0, 60_000),
     upgradeTimeout: intOption('upgradeTimeout', o.upgradeTimeout, DEFAULT_UPGRADE_TIMEOUT_MS, 1),
+    control: normalizeControl(o.control),
     route,
     proxyProtocol,
     proxyTimeout: intOption('proxyTimeout', o.proxyTimeout, DEFAULT_PROXY_TIMEOUT_MS, 1, 3_600_000),

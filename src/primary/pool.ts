@@ -49,6 +49,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** A reload or resize is running: the supervisor leaves the size alone. */
   busy = 0;
   private nextId = 0;
+  /** Workers started in each slot so far: all but the first of them are its restarts. */
+  private readonly slotStarts = new Map<number, number>();
   private closing = false;
   private started = false;
   private quickCrashes = 0;
@@ -193,8 +195,15 @@ export class Pool extends EventEmitter<PoolEvents> {
     return slot;
   }
 
+  /** Times a worker was started in `slot` after its first (crash, reload, recycle, stall, scale back up). */
+  restarts(slot: number): number {
+    return Math.max(0, (this.slotStarts.get(slot) ?? 0) - 1);
+  }
+
   private startOne(): WorkerHandle {
-    const w = new WorkerHandle(this.addon, this.nextId++, this.freeSlot(), this.opts, this.sockets, this.ipc);
+    const slot = this.freeSlot();
+    this.slotStarts.set(slot, (this.slotStarts.get(slot) ?? 0) + 1);
+    const w = new WorkerHandle(this.addon, this.nextId++, slot, this.opts, this.sockets, this.ipc);
     this.workers.set(w.id, w);
     w.ready.then(
       () => {

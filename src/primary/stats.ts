@@ -7,6 +7,10 @@ export interface WorkerStats {
   id: number;
   /** Stable 0..max-1, reused by a replacement (HERDLESS_SLOT, NODE_APP_INSTANCE in the worker). */
   slot: number;
+  /** Workers started in this slot after its first one: crashes, reloads, recycles, stalls. */
+  restarts: number;
+  /** When this worker was started (Date.now() ms). */
+  startedAt: number;
   pid: number;
   state: string;
   connectionsReceived: number;

@@ -139,6 +139,8 @@ export interface Addon {
   ): number;
   /** The hash client-ip routing uses for an address (hex; '0' for no address); for tests. */
   clientHashForTest(address: string): string;
+  /** SO_PEERCRED of a connected Unix socket: who connected (the control socket checks the uid). */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   setParentDeathSignal(signal: number): void;
   raiseFdLimit(): number;
   /** Exit `graceMs` after the parent is gone, even if JS is blocked. */

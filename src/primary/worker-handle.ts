@@ -10,6 +10,7 @@ import type { Addon } from '../shared/binding';
 import type { Credentials } from './credentials';
 import { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
+import { forwardLines } from './worker-output';
 import type { NormalizedOptions } from './options';
 import { SCOREBOARD_BYTES } from '../shared/scoreboard';
 import {
@@ -147,12 +148,13 @@ export class WorkerHandle extends EventEmitter {
         sources,
         listeners: listeners.map(({ info }) => ({ family: info.family, address: info.address, port: info.port, path: info.path })),
         serverTimeouts: opts.serverTimeouts,
+        health: opts.health,
       };
       const creds = opts.credentials;
       const [file, args, switched] = workerCommand(opts.execArgv, creds);
       if (creds && !switched) config.credentials = { uid: creds.uid, gid: creds.gid, user: creds.user, initGroups: creds.initGroups };
       this.child = spawn(file, args, {
-        stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
+        stdio: ['ignore', opts.workerOutput === 'inherit' ? 'inherit' : 'pipe', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
         env: { ...primaryEnv(), ...userEnv(creds), ...opts.env, ...slotEnv(slot), [CONFIG_ENV]: JSON.stringify(config) },
       });
     } catch (err) {
@@ -166,10 +168,16 @@ export class WorkerHandle extends EventEmitter {
       child.on('error', (err) => {
         if (child.pid === undefined) this.spawnFailed(err);
       });
+      const format = opts.workerOutput;
       child.stderr?.on('data', (chunk: Buffer) => {
-        process.stderr.write(chunk);
+        if (format === 'inherit') process.stderr.write(chunk);
         this.keepStderr(chunk.toString('utf8'));
       });
+      if (format !== 'inherit') {
+        const source = { id, slot, pid: this.pid };
+        if (child.stdout) forwardLines(child.stdout, process.stdout, format, { ...source, stream: 'stdout' });
+        if (child.stderr) forwardLines(child.stderr, process.stderr, format, { ...source, stream: 'stderr' });
+      }
       child.once('exit', (code, signal) => {
         if (this.state === 'exited') return;
         const reason = this.retireReason ?? (this.state === 'starting' ? 'start-failed' : 'crashed');

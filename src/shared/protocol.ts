@@ -40,6 +40,8 @@ export interface WorkerConfig {
   /** The primary's listeners, by the index that travels with each hand-off. */
   listeners: ListenerInfo[];
   serverTimeouts: { headersTimeout?: number; requestTimeout?: number; keepAliveTimeout?: number };
+  /** Keep the figures a health ask answers with (the GC observer); off: asks answer health null. */
+  health: boolean;
   /** Who to become before the app loads, when setpriv(1) has not done it already. */
   credentials?: { uid: number; gid: number; user?: string; initGroups: boolean };
 }
@@ -47,13 +49,33 @@ export interface WorkerConfig {
 /** Why a worker stops taking connections, as its onShutdown hooks are told. */
 export type ShutdownReason = 'reload' | 'scale-down' | 'recycle' | 'closed' | 'signal' | 'primary-gone' | 'shutdown';
 
+/**
+ * A worker's health as it answers an ask (src/worker/health.ts): delays in µs over the
+ * wake-ups since the previous ask, elu over the same window, the rest as of now.
+ */
+export interface HealthReport {
+  delayUs: { count: number; p50: number; p99: number; max: number };
+  elu: number;
+  heapUsed: number;
+  heapTotal: number;
+  rss: number;
+  gcCount: number;
+  gcMs: number;
+  handles: number;
+}
+
 export type WorkerMessage =
   | { herdless: 'ready' }
   | { herdless: 'load-error'; message: string; stack?: string }
-  | { herdless: 'draining' };
+  | { herdless: 'draining' }
+  /** The answer to an ask: `metrics` is the app's prom-client getMetricsAsJSON(), null if it uses none. */
+  | { herdless: 'health'; seq: number; health: HealthReport | null; metrics?: unknown[] | null; metricsError?: string };
 
-/** `deadline`: ms from now after which the primary kills the worker. */
-export type PrimaryMessage = { herdless: 'drain'; reason: ShutdownReason; deadline: number };
+/** drain: `deadline` is ms from now after which the primary kills the worker.
+ *  ask: health figures, and the app's prom-client metrics if `metrics`. */
+export type PrimaryMessage =
+  | { herdless: 'drain'; reason: ShutdownReason; deadline: number }
+  | { herdless: 'ask'; seq: number; metrics: boolean };
 
 function tagged(m: unknown): boolean {
   return typeof m === 'object' && m !== null && typeof (m as { herdless?: unknown }).herdless === 'string';

@@ -13,6 +13,7 @@ import { loadAddon, type NativeInbox } from '../shared/binding';
 import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../shared/protocol';
 import { Score } from '../shared/scoreboard';
 import { Intake } from './intake';
+import { answerAsk, startHealth } from './health';
 import { attachListenHandle, ListenHandleError } from './listen-handle';
 import { loadApp, AppLoadError } from './load-app';
 import { shutdownHooksPending, startShutdownHooks } from './shutdown-hooks';
@@ -68,6 +69,7 @@ const board = new Int32Array(boardBuffer);
 // scoreboard from native prepare/check handles (native/loop-state.cc): no timer, so an idle
 // worker sleeps. The primary derives utilisation and stalls from them.
 addon.watchLoop(SCOREBOARD_FD, process.env.HERDLESS_LOOP_JS_HOOK !== '0');
+startHealth(config.health !== false);
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send!(message);
@@ -201,7 +203,9 @@ async function main(): Promise<void> {
 }
 
 process.on('message', (m) => {
-  if (isPrimaryMessage(m) && m.herdless === 'drain') drain(m.reason ?? 'shutdown', m.deadline);
+  if (!isPrimaryMessage(m)) return;
+  if (m.herdless === 'drain') drain(m.reason ?? 'shutdown', m.deadline);
+  else if (m.herdless === 'ask') void answerAsk(addon, config!.app, m.seq, m.metrics).then(send, () => {});
 });
 // The primary is gone (its IPC end closed): finish quickly.
 process.on('disconnect', () => drain('primary-gone', ORPHAN_DEADLINE_MS));

@@ -17,8 +17,10 @@
 // Each awake span (wake-up to falling asleep again) also goes into a histogram kept in this
 // process: the longest any event arriving meanwhile waited for the loop. That is the
 // worker's event-loop delay, measured without the 10 ms timer of perf_hooks'
-// monitorEventLoopDelay (which would wake an idle loop 100 times a second); read and reset
-// by loopDelay() when the primary asks for the worker's health.
+// monitorEventLoopDelay (which would wake an idle loop 100 times a second). It covers the
+// last 10-20 s (two windows, turned over as spans are recorded or read, never by a timer),
+// so that a reading does not depend on who else read it before; loopDelay() reads it when
+// the primary asks for the worker's health.
 #include <dlfcn.h>
 #include <napi.h>
 #include <uv.h>
@@ -32,17 +34,11 @@ namespace herdless {
 namespace {
 
 constexpr uint32_t kRssEveryMs = 1000;
+constexpr uint32_t kDelayWindowMs = 10000;
 
 // Log-linear buckets of µs: 4 per power of two (at most 19% wide), exact below 8 µs.
 constexpr int kSubBits = 2;
 constexpr int kDelayBuckets = (32 - kSubBits + 1) << kSubBits;
-
-struct DelayHistogram {
-  uint32_t bucket[kDelayBuckets] = {};
-  uint32_t count = 0;
-  uint32_t max_us = 0;
-  uint64_t sum_us = 0;
-};
 
 int DelayBucket(uint32_t us) {
   if (us < (1u << (kSubBits + 1))) return static_cast<int>(us);
@@ -50,6 +46,26 @@ int DelayBucket(uint32_t us) {
   uint32_t sub = (us >> (exp - kSubBits)) & ((1u << kSubBits) - 1);
   return ((exp - kSubBits + 1) << kSubBits) + static_cast<int>(sub);
 }
+
+struct DelayHistogram {
+  uint32_t bucket[kDelayBuckets] = {};
+  uint32_t count = 0;
+  uint32_t max_us = 0;
+  uint64_t sum_us = 0;
+
+  void Record(uint32_t us) {
+    bucket[DelayBucket(us)]++;
+    count++;
+    sum_us += us;
+    if (us > max_us) max_us = us;
+  }
+  void Add(const DelayHistogram& o) {
+    for (int i = 0; i < kDelayBuckets; i++) bucket[i] += o.bucket[i];
+    count += o.count;
+    sum_us += o.sum_us;
+    if (o.max_us > max_us) max_us = o.max_us;
+  }
+};
 
 // The largest µs value bucket `i` holds (what a percentile reports: never an underestimate).
 uint64_t DelayBucketTop(int i) {
@@ -70,10 +86,22 @@ struct LoopState {
   uint32_t busy_us = 0;
   uint32_t wakeups = 0;
   uint32_t rss_at_ms = 0;
+  // Spans of the window under way, and of the one before it.
   DelayHistogram delay;
+  DelayHistogram delay_before;
+  uint32_t window_ms = 0;
 };
 
 LoopState* state = nullptr;  // one per process: only the main thread's loop is watched
+
+// Starts a new window once the current one is kDelayWindowMs old.
+void TurnWindow(uint32_t now_ms) {
+  uint32_t age = now_ms - state->window_ms;
+  if (age < kDelayWindowMs) return;
+  state->delay_before = age < 2 * kDelayWindowMs ? state->delay : DelayHistogram{};
+  state->delay = DelayHistogram{};
+  state->window_ms = now_ms;
+}
 
 void Store(ScoreField f, uint32_t v) { state->board->field[f].store(static_cast<int32_t>(v), std::memory_order_relaxed); }
 
@@ -99,11 +127,8 @@ void MarkAsleep() {
   state->awake = false;
   uint32_t span = now.us - state->awake_since_us;
   state->busy_us += span;
-  DelayHistogram& h = state->delay;
-  h.bucket[DelayBucket(span)]++;
-  h.count++;
-  h.sum_us += span;
-  if (span > h.max_us) h.max_us = span;
+  TurnWindow(now.ms);
+  state->delay.Record(span);
   Store(kBusyMicros, state->busy_us);
   Store(kLoopSinceMs, now.ms);
   Store(kLoopState, now.us & ~1u);
@@ -155,6 +180,7 @@ Napi::Value WatchLoop(const Napi::CallbackInfo& info) {
   state->loop = loop;
   MonotonicNow now = Monotonic();
   state->awake_since_us = now.us;
+  state->window_ms = now.ms;
   Store(kBusyMicros, 0);
   Store(kLoopWakeups, 0);
   Store(kLoopSinceMs, now.ms);
@@ -172,13 +198,17 @@ Napi::Value WatchLoop(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// loopDelay() -> { count, p50, p99, max, mean } (µs) of the awake spans since the previous
-// call, which starts a new window. null before watchLoop().
+// loopDelay() -> { count, p50, p99, max, mean } (µs) of the awake spans of the last 10-20 s,
+// the one under way included (it is called while the loop is awake: a span that has already
+// lasted long, a block that just ended, is a delay too). null before watchLoop().
 Napi::Value LoopDelay(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (state == nullptr) return env.Null();
-  DelayHistogram h = state->delay;
-  state->delay = DelayHistogram{};
+  MonotonicNow now = Monotonic();
+  TurnWindow(now.ms);
+  DelayHistogram h = state->delay_before;
+  h.Add(state->delay);
+  if (state->awake) h.Record(now.us - state->awake_since_us);
   auto percentile = [&h](double q) -> uint64_t {
     if (h.count == 0) return 0;
     uint64_t rank = static_cast<uint64_t>(q * h.count + 0.999999);

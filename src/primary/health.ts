@@ -96,7 +96,10 @@ export class HealthBook {
     this.waiting.set(w, map);
     w.child!.on('message', (m: unknown) => {
       if (!isWorkerMessage(m) || m.herdless !== 'health') return;
-      map.get(m.seq)?.({ health: m.health, metrics: m.metrics });
+      const waiter = map.get(m.seq);
+      if (waiter) waiter({ health: m.health, metrics: m.metrics });
+      // Past its deadline: nobody waits, but the figures are its latest (and no longer stale).
+      else if (m.health) this.record(w, m.health);
     });
     return map;
   }

@@ -14,10 +14,10 @@ import type { DispatcherStats, WorkerStats } from './stats';
 type Health = NonNullable<WorkerStats['health']>;
 
 const HEALTH: [string, string, 'counter' | 'gauge', (h: Health) => number][] = [
-  ['herdless_worker_eventloop_delay_p50_seconds', 'Median time a wake-up of the worker\'s event loop kept it busy, since the previous scrape.', 'gauge', (h) => h.eventLoopDelay.p50 / 1000],
-  ['herdless_worker_eventloop_delay_p99_seconds', '99th percentile of the time a wake-up kept the event loop busy, since the previous scrape.', 'gauge', (h) => h.eventLoopDelay.p99 / 1000],
-  ['herdless_worker_eventloop_delay_max_seconds', 'Longest a wake-up kept the event loop busy (the longest an event waited), since the previous scrape.', 'gauge', (h) => h.eventLoopDelay.max / 1000],
-  ['herdless_worker_eventloop_utilization', 'Share of time the event loop was busy since the previous scrape (0..1).', 'gauge', (h) => h.elu],
+  ['herdless_worker_eventloop_delay_p50_seconds', 'Median time a wake-up of the worker\'s event loop kept it busy, over the last 10-20 s.', 'gauge', (h) => h.eventLoopDelay.p50 / 1000],
+  ['herdless_worker_eventloop_delay_p99_seconds', '99th percentile of the time a wake-up kept the event loop busy, over the last 10-20 s.', 'gauge', (h) => h.eventLoopDelay.p99 / 1000],
+  ['herdless_worker_eventloop_delay_max_seconds', 'Longest a wake-up kept the event loop busy (the longest an event waited), over the last 10-20 s.', 'gauge', (h) => h.eventLoopDelay.max / 1000],
+  ['herdless_worker_eventloop_utilization', 'Share of time the event loop was busy over the last 10-20 s (0..1).', 'gauge', (h) => h.elu],
   ['herdless_worker_heap_used_bytes', 'V8 heap in use.', 'gauge', (h) => h.heapUsed],
   ['herdless_worker_heap_total_bytes', 'V8 heap allocated.', 'gauge', (h) => h.heapTotal],
   ['herdless_worker_rss_bytes', 'Resident set size.', 'gauge', (h) => h.rss],

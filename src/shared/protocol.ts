@@ -51,7 +51,7 @@ export type ShutdownReason = 'reload' | 'scale-down' | 'recycle' | 'closed' | 's
 
 /**
  * A worker's health as it answers an ask (src/worker/health.ts): delays in µs over the
- * wake-ups since the previous ask, elu over the same window, the rest as of now.
+ * wake-ups of the last 10-20 s, elu over the same window, the rest as of now.
  */
 export interface HealthReport {
   delayUs: { count: number; p50: number; p99: number; max: number };

@@ -3,9 +3,10 @@
  * `top`): nothing here runs on a timer, so an idle worker sleeps as it did without it.
  *
  * - event-loop delay: the awake span of each wake-up, recorded by the native loop-state
- *   hooks (native/worker/loop-state.cc), read and reset per ask. perf_hooks'
+ *   hooks (native/worker/loop-state.cc) over the last 10-20 s. perf_hooks'
  *   monitorEventLoopDelay() is not used: it is a libuv timer (10 ms), which wakes an idle loop.
- * - ELU: performance.eventLoopUtilization() between two asks (libuv's own idle-time counter).
+ * - ELU: performance.eventLoopUtilization() (libuv's own idle-time counter) over the same
+ *   kind of window, so that no reader's figures depend on when another one asked.
  * - GC: a PerformanceObserver for 'gc' entries, which runs only after a collection.
  * - heap, RSS and handles: read when asked.
  * - the app's prom-client metrics: from the app's own copy of prom-client, and only if the
@@ -18,8 +19,24 @@ import type { HealthReport, WorkerMessage } from '../shared/protocol';
 
 let gcCount = 0;
 let gcMs = 0;
-let lastElu: EventLoopUtilization | undefined;
 let enabled = false;
+
+const WINDOW_MS = 10_000;
+/** Where the window under way and the one before it started: ELU is read over both. */
+let eluWindow: { at: number; elu: EventLoopUtilization } | undefined;
+let eluBefore: EventLoopUtilization | undefined;
+
+function utilization(): number {
+  const now = performance.eventLoopUtilization();
+  const at = Date.now();
+  if (!eluWindow) eluWindow = { at, elu: now };
+  if (at - eluWindow.at >= WINDOW_MS) {
+    eluBefore = eluWindow.elu;
+    eluWindow = { at, elu: now };
+  }
+  const u = performance.eventLoopUtilization(now, eluBefore ?? eluWindow.elu).utilization;
+  return Number.isFinite(u) ? u : 0;
+}
 
 export function startHealth(on: boolean): void {
   enabled = on;
@@ -31,19 +48,16 @@ export function startHealth(on: boolean): void {
     }
   });
   observer.observe({ entryTypes: ['gc'] });
-  lastElu = performance.eventLoopUtilization();
+  eluWindow = { at: Date.now(), elu: performance.eventLoopUtilization() };
 }
 
 function report(addon: Addon): HealthReport | null {
   if (!enabled) return null;
   const delay = addon.loopDelay() ?? { count: 0, p50: 0, p99: 0, max: 0 };
-  const now = performance.eventLoopUtilization();
-  const elu = performance.eventLoopUtilization(now, lastElu).utilization;
-  lastElu = now;
   const mem = process.memoryUsage();
   return {
     delayUs: { count: delay.count, p50: delay.p50, p99: delay.p99, max: delay.max },
-    elu: Number.isFinite(elu) ? elu : 0,
+    elu: utilization(),
     heapUsed: mem.heapUsed,
     heapTotal: mem.heapTotal,
     rss: mem.rss,

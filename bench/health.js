@@ -1,6 +1,6 @@
 'use strict';
 // Figures for per-worker health (issue 18, items 3-4), each its own mode:
-//   node bench/health.js idle [--reps 3] [--seconds 10]   idle pool of 4: context switches/s of every
+//   node bench/health.js idle [--reps 3] [--seconds 10] [--settle 3]   idle pool of 4: context switches/s of every
 //        thread of every process (primary and workers), health on vs off, alternating
 //   node bench/health.js close [--reps 5] [--seconds 5]   Connection: close req/s (wrk), 2 workers,
 //        health on vs off, alternating; medians
@@ -48,7 +48,7 @@ async function idle() {
   for (let rep = 0; rep < arg('reps', 3); rep++) {
     for (const health of [true, false]) {
       const d = await Dispatcher.start({ app: path.join(__dirname, 'apps', 'hello.js'), listen: local, min: 4, max: 4, health });
-      await sleep(3000); // start-up settles
+      await sleep(arg('settle', 3) * 1000); // start-up settles (V8's post-load tasks)
       const workers = d.workers().map((w) => w.pid);
       const pids = [process.pid, ...workers];
       // The loops' own wake-up counters, read from the scoreboards directly: d.stats() would ask the workers.

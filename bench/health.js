@@ -69,19 +69,29 @@ async function idle() {
 async function close() {
   const seconds = arg('seconds', 5);
   const results = { on: [], off: [] };
+  const cpuUs = { on: [], off: [] };
   for (let rep = 0; rep < arg('reps', 5); rep++) {
     for (const health of [true, false]) {
       const d = await Dispatcher.start({ app: path.join(__dirname, 'apps', 'hello.js'), listen: local, min: 2, max: 2, health });
+      const cpu = () => d.workers().reduce((n, w) => {
+        const f = fs.readFileSync(`/proc/${w.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return n + Number(f[11]) + Number(f[12]); // utime + stime, clock ticks (100/s)
+      }, 0);
+      const cpuBefore = cpu();
       const out = execFileSync('wrk', ['-t1', '-c32', `-d${seconds}s`, '-H', 'Connection: close', `http://127.0.0.1:${d.address().port}/`], { encoding: 'utf8' });
       const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+      const requests = Number(/(\d+) requests in/.exec(out)[1]);
+      const usPerRequest = ((cpu() - cpuBefore) * 10_000) / requests;
       results[health ? 'on' : 'off'].push(rps);
-      console.log(`health ${health ? 'on ' : 'off'}: ${rps} req/s`);
+      cpuUs[health ? 'on' : 'off'].push(usPerRequest);
+      console.log(`health ${health ? 'on ' : 'off'}: ${rps} req/s, workers' CPU ${usPerRequest.toFixed(1)} µs/request`);
       await d.close();
     }
   }
   const on = median(results.on);
   const off = median(results.off);
   console.log(`median: on ${on} req/s, off ${off} req/s, on/off ${(on / off).toFixed(3)}`);
+  console.log(`median workers' CPU per request: on ${median(cpuUs.on).toFixed(1)} µs, off ${median(cpuUs.off).toFixed(1)} µs`);
 }
 
 async function scrape() {

@@ -3,7 +3,10 @@
 // pid), never two workers' lines mixed, a last line without newline flushed at exit, and
 // JSON fields under --log json.
 const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const { Dispatcher } = require('..');
+const { waitFor } = require('./helpers');
 const { runCli, started, childPids, killAll } = require('./ship/cli-proc');
 
 const APP = require.resolve('./fixtures/log-writer.js');
@@ -81,5 +84,32 @@ describe('worker logs', function () {
       assert.equal(err.length, 1, cli.log());
       assert.deepEqual([err[0].slot, err[0].workerPid, err[0].stream, err[0].msg], [s, pids[s], 'stderr', `hello stderr from ${s}`]);
     }
+  });
+
+  it("API: 'prefix' by default; 'inherit' passes stdout through untouched; anything else is ERR_HERDLESS_INVALID_OPTION", async () => {
+    const primary = require.resolve('./fixtures/options-primary.js');
+    const run = async (extra) => {
+      const options = { app: 'log-writer.js', listen: { port: 0, host: '127.0.0.1' }, min: 1, max: 1, ...extra };
+      const child = spawn(process.execPath, [primary, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c) => (out += c));
+      child.stderr.resume();
+      try {
+        await waitFor(() => out.includes('"workers"') && out.includes('hello stdout from 0'), 15000);
+        // 'inherit': the worker's last, unfinished line runs into the primary's.
+        return { out, pid: JSON.parse(/\{"pid".*\}/.exec(out)[0]).workers[0] };
+      } finally {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+    };
+    const prefixed = await run({});
+    assert.ok(prefixed.out.includes(`[0 ${prefixed.pid}] hello stdout from 0\n`), prefixed.out);
+    const inherited = await run({ workerOutput: 'inherit' });
+    assert.ok(inherited.out.split('\n').includes('hello stdout from 0'), inherited.out);
+    await assert.rejects(
+      Dispatcher.start({ app: APP, listen: { port: 0 }, workerOutput: 'text' }),
+      (err) => err.code === 'ERR_HERDLESS_INVALID_OPTION' && err.option === 'workerOutput',
+    );
   });
 });

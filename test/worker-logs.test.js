@@ -112,4 +112,19 @@ describe('worker logs', function () {
       (err) => err.code === 'ERR_HERDLESS_INVALID_OPTION' && err.option === 'workerOutput',
     );
   });
+
+  it('a primary whose stdout reader went away keeps serving (EPIPE on worker lines is not fatal)', async () => {
+    const cli = runCli(['-w', '1', '--port', '0', '--host', '127.0.0.1', APP]);
+    const { port } = await started(cli);
+    cli.child.stdout.destroy(); // the reader is gone: the primary's next stdout write fails with EPIPE
+    const mark = cli.log().length;
+    cli.child.kill('SIGHUP'); // a new worker, which writes to stdout as it loads
+    await cli.waitLog(/reload/i, 10000, mark);
+    await waitFor(() => cli.log().slice(mark).includes('hello stderr from 0'), 10000);
+    await new Promise((r) => setTimeout(r, 300));
+    const { get } = require('./helpers');
+    assert.equal((await get(port, '/')).status, 200, cli.log());
+    assert.equal(cli.child.exitCode, null, cli.log());
+    await stop(cli);
+  });
 });

@@ -22,8 +22,22 @@ export interface OutputSource {
 
 type Format = Exclude<WorkerOutput, 'inherit'>;
 
+const guarded = new WeakSet<NodeJS.WritableStream>();
+
+/**
+ * The primary's stdout or stderr losing its reader (`herdless app.js | head`) must not end the
+ * primary, and every worker with it, through an unhandled EPIPE 'error' (a worker writing
+ * there itself would only have lost its own output): the lines are dropped instead.
+ */
+function survivePipeErrors(to: NodeJS.WritableStream): void {
+  if (guarded.has(to)) return;
+  guarded.add(to);
+  to.on('error', () => {});
+}
+
 /** Copies `from` to `to` line by line in `format`, until `from` ends (then any last partial line, too). */
 export function forwardLines(from: Readable, to: NodeJS.WritableStream, format: Format, source: OutputSource): void {
+  survivePipeErrors(to);
   const prefix = Buffer.from(`[${source.slot} ${source.pid}] `);
   let partial: Buffer[] = [];
   let partialBytes = 0;

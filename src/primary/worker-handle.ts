@@ -39,6 +39,8 @@ const WORKER_MAIN = path.join(__dirname, '..', 'worker', 'main.js');
 /** Where setpriv(1) (util-linux) may live; see workerCommand(). */
 const SETPRIV_PATHS = ['/usr/bin/setpriv', '/bin/setpriv'];
 const STDERR_LINES = 20;
+/** How long an exited worker's output pipes may stay open before its exit is told anyway. */
+const OUTPUT_GRACE_MS = 100;
 /**
  * Free fds a start needs, with room to spare: ours (scoreboard, channel: 3), Node's stdio
  * and IPC pipes (4), libuv's exec-error pipe (2), and connections the accept thread holds
@@ -182,7 +184,16 @@ export class WorkerHandle extends EventEmitter {
         if (this.state === 'exited') return;
         const reason = this.retireReason ?? (this.state === 'starting' ? 'start-failed' : 'crashed');
         this.state = 'exited';
-        this.settleExit({ id, slot, pid: this.pid, code, signal, reason });
+        // Its last lines may still be in the pipes: the exit is told once they are passed on
+        // ('close': every stdio stream ended), or shortly after if something else (a process
+        // it started) still holds them open.
+        const settle = () => this.settleExit({ id, slot, pid: this.pid, code, signal, reason });
+        if (format === 'inherit') return settle();
+        const late = setTimeout(settle, OUTPUT_GRACE_MS);
+        child.once('close', () => {
+          clearTimeout(late);
+          settle();
+        });
       });
     }
     this.ready = this.handshake(opts.startTimeout);

@@ -54,9 +54,10 @@ describe("the app's prom-client metrics, aggregated", function () {
     assert.equal(values.app_slot_min, 0, 'aggregator min');
     assert.ok(!text.includes('app_hidden'), 'aggregator omit');
     for (const slot of [0, 1, 2, 3]) assert.equal(values[`herdless_worker_metrics_stale{slot="${slot}"}`], 0, text);
-    // One name once: the app's metrics never repeat herdless's own.
-    const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
-    assert.equal(new Set(types).size, types.length, 'a metric is declared twice');
+    // One name once: the app's default metrics (process_*, nodejs_*) never repeat the primary's own.
+    const types = text.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+    assert.ok(types.includes('process_cpu_user_seconds_total') && types.includes('nodejs_heap_size_used_bytes'), 'the default metrics are missing');
+    assert.equal(new Set(types).size, types.length, `a metric is declared twice: ${types.filter((t, i) => types.indexOf(t) !== i)}`);
   });
 
   it('metrics.perWorker: each slot its own series, with its own count', async () => {

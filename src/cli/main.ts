@@ -118,7 +118,10 @@ async function main(argv: string[]): Promise<void> {
     const app = args.app ? path.resolve(args.app) : config.app;
     if (!app) throw invalidOption('<app>', 'missing: herdless [options] <app> (or "app" in --config)');
     const { metrics: metricsConfig, log: _log, shutdownTimeout, control: controlConfig, ...base } = config;
+    const format = args.log ?? (config.log as LogFormat | undefined) ?? 'text';
     const opts: DispatcherOptions = {
+      // Worker lines as the rest of the log: one JSON object each under --log json.
+      ...(format === 'json' ? { workerOutput: 'json' as const } : {}),
       ...base,
       ...args.options,
       scale: { ...base.scale, ...args.options.scale },

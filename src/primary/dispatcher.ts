@@ -12,6 +12,7 @@ import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type Inherit
 import { closeListeners, describeListener, openListeners, type Listener } from './listeners';
 import { AppListeners } from './app-listeners';
 import { normalizeOptions, type DispatcherOptions, type NormalizedOptions } from './options';
+import { ASK_TIMEOUT_MS, HealthBook, type WorkerReply } from './health';
 import { Pool } from './pool';
 import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from '../shared/scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
@@ -104,6 +105,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   private metrics: MetricsServer | undefined;
   private control: ControlServer | undefined;
   private readonly supervisor: Supervisor;
+  private readonly health = new HealthBook();
 
   private constructor(
     private readonly addon: Addon,
@@ -255,12 +257,29 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     return [...this.pool.workers.values()].map((w) => ({ id: w.id, slot: w.slot, pid: w.pid, state: w.state }));
   }
 
+  /**
+   * Ask each serving worker for its health now; resolves within `timeout` ms, after which
+   * stats().workers[].health holds the answers (a worker that did not answer: its last
+   * figures, stale: true). stats() also asks by itself, in the background, when its figures
+   * are over a second old.
+   */
+  async refreshHealth(timeout = ASK_TIMEOUT_MS): Promise<void> {
+    if (this.opts.health) await this.health.ask(this.pool.serving(), false, timeout);
+  }
+
+  /** For the metrics server: health, and the app's prom-client metrics if `metrics`, from every serving worker. */
+  async askWorkers(options: { metrics: boolean; timeout?: number }): Promise<WorkerReply[]> {
+    return this.health.ask(this.pool.serving(), options.metrics, options.timeout ?? ASK_TIMEOUT_MS);
+  }
+
   stats(): DispatcherStats {
     const clock = this.addon.monotonicMillis();
     const acceptorStats = this.acceptor?.stats();
     const pending = acceptorStats?.pendingByWorker ?? {};
+    if (this.opts.health && !this.closing) this.health.refreshIfOld(this.pool.serving());
     const workers: WorkerStats[] = [...this.pool.workers.values()].map((w) => {
       const loop = readLoop(w.board, clock);
+      const health = this.health.get(w);
       return {
         id: w.id,
         slot: w.slot,
@@ -280,6 +299,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         loopAwake: loop.awake,
         loopBusyMs: loop.awake ? loop.forMs : 0,
         loopWakeups: loop.wakeups,
+        ...(health ? { health } : {}),
       };
     });
     let dispatcher: DispatcherStats['dispatcher'];

@@ -12,11 +12,15 @@ import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { loadAddon } from '../shared/binding';
 import type { DispatcherStats, DispatchWaitStats, WorkerStats } from './stats';
+import type { WorkerReply } from './health';
+import { appMetricsText, registerWorkerMetrics } from './worker-metrics';
 
 /** What the metrics read: a Dispatcher, or anything that answers like one. */
 export interface StatsSource {
   stats(): DispatcherStats;
   readonly size: number;
+  /** Each worker's health and, if `metrics`, its app's prom-client metrics (a Dispatcher has it). */
+  askWorkers?(options: { metrics: boolean; timeout?: number }): Promise<WorkerReply[]>;
 }
 import { metricsKey, takeInherited } from './inherited';
 
@@ -27,6 +31,8 @@ export interface MetricsOptions {
   host?: string;
   /** Readiness for /healthz; default: at least one worker. */
   ready?: () => boolean;
+  /** The app's own prom-client metrics per slot (a `slot` label) instead of merged across workers. */
+  perWorker?: boolean;
 }
 
 export interface MetricsServer {
@@ -121,22 +127,31 @@ function freeFds(): number {
   }
 }
 
-/** A registry whose metrics read `d` on every scrape. Exported for embedding in an app's own server. */
-export function createRegistry(d: StatsSource): Registry {
+/**
+ * A registry whose metrics read `d` on every scrape. Exported for embedding in an app's own
+ * server. Its metrics() first asks the workers (within about 500 ms, however many are
+ * blocked), then appends the app's own prom-client metrics to herdless's.
+ */
+export function createRegistry(d: StatsSource, options: { perWorker?: boolean } = {}): Registry {
   const registry = new Registry();
   const page = pageSize();
   // One stats() per scrape, however many metrics read it.
   let snapshot: DispatcherStats | undefined;
   const stats = (): DispatcherStats => (snapshot ??= d.stats());
+  let replies: WorkerReply[] = [];
   const origMetrics = registry.metrics.bind(registry);
   registry.metrics = async () => {
     snapshot = undefined;
     try {
-      return await origMetrics();
+      replies = d.askWorkers ? await d.askWorkers({ metrics: true }) : [];
+      const own = await origMetrics();
+      const taken = new Set(registry.getMetricsAsArray().map((m) => m.name));
+      return own + (await appMetricsText(replies, options.perWorker === true, taken));
     } finally {
       snapshot = undefined;
     }
   };
+  registerWorkerMetrics(registry, stats, () => replies);
 
   for (const [name, help, read] of COUNTERS) {
     new Counter({ name, help, registers: [registry], collect() {
@@ -230,7 +245,7 @@ const IDLE_TIMEOUT_MS = 4_000;
 const FD_RESERVE = 64;
 
 export function startMetricsServer(d: StatsSource, options: MetricsOptions): Promise<MetricsServer> {
-  const registry = createRegistry(d);
+  const registry = createRegistry(d, { perWorker: options.perWorker });
   const ready = options.ready ?? (() => d.size >= 1);
   const server = http.createServer({ connectionsCheckingInterval: 1000, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];

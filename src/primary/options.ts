@@ -13,6 +13,8 @@ import { normalizeProxyFrom, type ProxyTrust } from './proxy-from';
 import type { Mode } from '../shared/protocol';
 export type { Mode };
 export type Route = 'least-loaded' | 'client-ip';
+/** What becomes of each line a worker writes to stdout/stderr (src/primary/worker-output.ts). */
+export type WorkerOutput = 'prefix' | 'json' | 'inherit';
 
 export interface TcpListen {
   port: number;
@@ -84,8 +86,16 @@ export interface DispatcherOptions {
    *  '*': every peer). Others must still send one; it is read and ignored. Default loopback
    *  and unix sockets. */
   proxyFrom?: string | string[];
-  /** Serve Prometheus metrics and a /healthz readiness endpoint from the primary. */
-  metrics?: { port: number; host?: string };
+  /** Serve Prometheus metrics and a /healthz readiness endpoint from the primary;
+   *  perWorker: the app's own prom-client metrics per slot instead of merged. */
+  metrics?: { port: number; host?: string; perWorker?: boolean };
+  /** Per-worker health figures (event-loop delay, ELU, heap, GC, handles) in stats() and /metrics (default true). */
+  health?: boolean;
+  /**
+   * Worker stdout/stderr, line by line: 'prefix' (default) writes `[slot pid] line`, 'json' one
+   * JSON object per line (slot, workerPid, stream, msg), 'inherit' lets stdout through untouched.
+   */
+  workerOutput?: WorkerOutput;
   /** How long upgrade() waits for the new primary to be ready, ms (default 60000), then kills it. */
   upgradeTimeout?: number;
   /**
@@ -138,6 +148,8 @@ export const OPTION_NAMES: Record<keyof DispatcherOptions, true> = {
   proxyProtocol: true,
   proxyTimeout: true,
   proxyFrom: true,
+  health: true,
+  workerOutput: true,
 };
 
 /** The names a `listen` entry may hold (TCP, Unix socket or inherited fd); same rule. */
@@ -150,7 +162,8 @@ export const LISTEN_OPTION_NAMES: Record<keyof TcpListen | keyof UnixListen | ke
   fd: true,
 };
 
-const METRICS_OPTION_NAMES = ['port', 'host'];
+const METRICS_OPTION_NAMES = ['port', 'host', 'perWorker'];
+const WORKER_OUTPUTS: readonly WorkerOutput[] = ['prefix', 'json', 'inherit'];
 
 /**
  * Throws ERR_HERDLESS_INVALID_OPTION for the first key of `given` not in `known`, naming it
@@ -185,7 +198,9 @@ export interface NormalizedOptions {
   execArgv: string[];
   args: string[];
   scale: ScaleConfig;
-  metrics: { port: number; host?: string } | undefined;
+  metrics: { port: number; host?: string; perWorker?: boolean } | undefined;
+  health: boolean;
+  workerOutput: WorkerOutput;
   maxRequestsPerWorker: number;
   maxMemory: number;
   stallTimeout: number;
@@ -279,7 +294,8 @@ function normalizeMetrics(input: unknown): NormalizedOptions['metrics'] {
   const m = input as Record<string, unknown>;
   rejectUnknownOptions(m, METRICS_OPTION_NAMES, 'metrics.');
   if (m.host !== undefined && (typeof m.host !== 'string' || m.host === '')) throw invalidOption('metrics.host', 'expected a non-empty string');
-  return { port: intOption('metrics.port', m.port, -1, 0, 65535), host: m.host as string | undefined };
+  if (m.perWorker !== undefined && typeof m.perWorker !== 'boolean') throw invalidOption('metrics.perWorker', `expected true or false, got ${String(m.perWorker)}`);
+  return { port: intOption('metrics.port', m.port, -1, 0, 65535), host: m.host as string | undefined, perWorker: m.perWorker === true };
 }
 
 function normalizeScale(input: unknown): ScaleConfig {
@@ -360,7 +376,15 @@ export function normalizeOptions(input: unknown): NormalizedOptions {
     throw invalidOption('args', 'expected an array of strings');
   }
 
+  if (o.health !== undefined && typeof o.health !== 'boolean') throw invalidOption('health', `expected true or false, got ${String(o.health)}`);
+  const workerOutput = (o.workerOutput ?? 'prefix') as WorkerOutput;
+  if (!WORKER_OUTPUTS.includes(workerOutput)) {
+    throw invalidOption('workerOutput', `expected one of ${WORKER_OUTPUTS.join(', ')}, got ${String(o.workerOutput)}`);
+  }
+
   return {
+    health: o.health !== false,
+    workerOutput,
     scale: normalizeScale(o.scale),
     metrics: normalizeMetrics(o.metrics),
     maxRequestsPerWorker: intOption('maxRequestsPerWorker', o.maxRequestsPerWorker, 0, 1),

@@ -32,6 +32,7 @@ export interface WorkerStats {
   loopBusyMs: number;
   /** Times the loop woke from sleep. */
   loopWakeups: number;
+  health?: { eventLoopDelay: { p50: number; p99: number; max: number } /* ms */; elu: number /* 0..1 */; heapUsed: number; heapTotal: number; rss: number /* bytes */; gcCount: number; gcMs: number; handles: number; requestsPerSecond: number; stale: boolean };
 }
 
 /** One listener's accept queue in the kernel, read when stats() is called. */

@@ -11,6 +11,7 @@ import type { Credentials } from './credentials';
 import { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
 import { emptyIpcCounts, guardIpc, type IpcCounts } from './ipc-guard';
+import { forwardLines } from './worker-output';
 import type { NormalizedOptions } from './options';
 import { SCOREBOARD_BYTES } from '../shared/scoreboard';
 import { ROUTE_SECRET_ENV } from './route-secret';
@@ -40,6 +41,8 @@ const WORKER_MAIN = path.join(__dirname, '..', 'worker', 'main.js');
 /** Where setpriv(1) (util-linux) may live; see workerCommand(). */
 const SETPRIV_PATHS = ['/usr/bin/setpriv', '/bin/setpriv'];
 const STDERR_LINES = 20;
+/** How long an exited worker's output pipes may stay open before its exit is told anyway. */
+const OUTPUT_GRACE_MS = 100;
 /**
  * Free fds a start needs, with room to spare: ours (scoreboard, channel: 3), Node's stdio
  * and IPC pipes (4), libuv's exec-error pipe (2), and connections the accept thread holds
@@ -154,12 +157,13 @@ export class WorkerHandle extends EventEmitter {
         startTimeout: opts.startTimeout,
         startDeadline: Date.now() + opts.startTimeout,
         appListen: opts.mode === 'dispatch',
+        health: opts.health,
       };
       const creds = opts.credentials;
       const [file, args, switched] = workerCommand(opts.execArgv, creds);
       if (creds && !switched) config.credentials = { uid: creds.uid, gid: creds.gid, user: creds.user, initGroups: creds.initGroups };
       this.child = spawn(file, args, {
-        stdio: ['ignore', 'inherit', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
+        stdio: ['ignore', opts.workerOutput === 'inherit' ? 'inherit' : 'pipe', 'pipe', 'ipc', this.scoreboardFd, ...extraFds],
         env: { ...primaryEnv(), ...userEnv(creds), ...opts.env, ...slotEnv(slot), [CONFIG_ENV]: JSON.stringify(config) },
       });
     } catch (err) {
@@ -174,15 +178,30 @@ export class WorkerHandle extends EventEmitter {
       child.on('error', (err) => {
         if (child.pid === undefined) this.spawnFailed(err);
       });
+      const format = opts.workerOutput;
       child.stderr?.on('data', (chunk: Buffer) => {
-        process.stderr.write(chunk);
+        if (format === 'inherit') process.stderr.write(chunk);
         this.keepStderr(chunk.toString('utf8'));
       });
+      if (format !== 'inherit') {
+        const source = { id, slot, pid: this.pid };
+        if (child.stdout) forwardLines(child.stdout, process.stdout, format, { ...source, stream: 'stdout' });
+        if (child.stderr) forwardLines(child.stderr, process.stderr, format, { ...source, stream: 'stderr' });
+      }
       child.once('exit', (code, signal) => {
         if (this.state === 'exited') return;
         const reason = this.retireReason ?? (this.state === 'starting' ? 'start-failed' : 'crashed');
         this.state = 'exited';
-        this.settleExit({ id, slot, pid: this.pid, code, signal, reason });
+        // Its last lines may still be in the pipes: the exit is told once they are passed on
+        // ('close': every stdio stream ended), or shortly after if something else (a process
+        // it started) still holds them open.
+        const settle = () => this.settleExit({ id, slot, pid: this.pid, code, signal, reason });
+        if (format === 'inherit') return settle();
+        const late = setTimeout(settle, OUTPUT_GRACE_MS);
+        child.once('close', () => {
+          clearTimeout(late);
+          settle();
+        });
       });
     }
     this.ready = this.handshake(opts.startTimeout);

@@ -121,6 +121,8 @@ export interface Addon {
   externalBuffersAllowed(): boolean;
   /** Publish this process's event-loop state into its scoreboard (worker only, once). */
   watchLoop(scoreboardFd: number, useJsHook?: boolean): { jsHook: boolean };
+  /** How long each wake-up of the watched loop kept it awake (µs), over the last 10-20 s and the span under way; null before watchLoop(). */
+  loopDelay(): { count: number; p50: number; p99: number; max: number; mean: number } | null;
   /** The placement policy as a pure function (native/placement.h); for tests. */
   pickForTest(
     workers: Record<string, number | boolean>[],

@@ -66,6 +66,8 @@ export interface WorkerConfig {
   startDeadline: number;
   /** listen() in the app goes to the primary (dispatch mode only). */
   appListen: boolean;
+  /** Keep the figures a health ask answers with (the GC observer); off: asks answer health null. */
+  health: boolean;
   /** Who to become before the app loads, when setpriv(1) has not done it already. */
   credentials?: { uid: number; gid: number; user?: string; initGroups: boolean };
 }
@@ -73,18 +75,37 @@ export interface WorkerConfig {
 /** Why a worker stops taking connections, as its onShutdown hooks are told. */
 export type ShutdownReason = 'reload' | 'scale-down' | 'recycle' | 'closed' | 'signal' | 'primary-gone' | 'shutdown';
 
+/**
+ * A worker's health as it answers an ask (src/worker/health.ts): delays in µs over the
+ * wake-ups of the last 10-20 s, elu over the same window, the rest as of now.
+ */
+export interface HealthReport {
+  delayUs: { count: number; p50: number; p99: number; max: number };
+  elu: number;
+  heapUsed: number;
+  heapTotal: number;
+  rss: number;
+  gcCount: number;
+  gcMs: number;
+  handles: number;
+}
+
 export type WorkerMessage =
   | { herdless: 'ready' }
   | { herdless: 'load-error'; message: string; stack?: string }
   | { herdless: 'draining' }
   | { herdless: 'listen'; seq: number; spec: AppListenSpec }
-  | { herdless: 'unlisten'; index: number };
+  | { herdless: 'unlisten'; index: number }
+  /** The answer to an ask: `metrics` is the app's prom-client getMetricsAsJSON(), null if it uses none. */
+  | { herdless: 'health'; seq: number; health: HealthReport | null; metrics?: unknown[] | null; metricsError?: string };
 
-/** `deadline`: ms from now after which the primary kills the worker. */
+/** drain: `deadline` is ms from now after which the primary kills the worker.
+ *  ask: health figures, and the app's prom-client metrics if `metrics`. */
 export type PrimaryMessage =
   | { herdless: 'drain'; reason: ShutdownReason; deadline: number }
   | { herdless: 'listening'; seq: number; index: number; info: ListenerInfo }
-  | { herdless: 'listen-error'; seq: number; error: ListenFailure };
+  | { herdless: 'listen-error'; seq: number; error: ListenFailure }
+  | { herdless: 'ask'; seq: number; metrics: boolean };
 
 function tagged(m: unknown): boolean {
   return typeof m === 'object' && m !== null && typeof (m as { herdless?: unknown }).herdless === 'string';

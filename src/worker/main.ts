@@ -18,6 +18,7 @@ import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type 
 import { Score } from '../shared/scoreboard';
 import { Intake } from './intake';
 import { becomeClusterWorker } from './cluster-worker';
+import { answerAsk, startHealth } from './health';
 import { attachListenHandle, ListenHandleError } from './listen-handle';
 import { routeAppListen } from './app-listen';
 import { loadApp, AppLoadError } from './load-app';
@@ -74,6 +75,7 @@ const board = new Int32Array(boardBuffer);
 // scoreboard from native prepare/check handles (native/loop-state.cc): no timer, so an idle
 // worker sleeps. The primary derives utilisation and stalls from them.
 addon.watchLoop(SCOREBOARD_FD, process.env.HERDLESS_LOOP_JS_HOOK !== '0');
+startHealth(config.health !== false);
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send!(message);
@@ -328,7 +330,12 @@ async function main(): Promise<void> {
 }
 
 process.on('message', (m) => {
-  if (!isPrimaryMessage(m) || m.herdless !== 'drain') return;
+  if (!isPrimaryMessage(m)) return;
+  if (m.herdless === 'ask') {
+    void answerAsk(addon, config!.app, m.seq, m.metrics).then(send, () => {});
+    return;
+  }
+  if (m.herdless !== 'drain') return;
   // The primary retires us (stop, reload, recycle...): an app with a SIGTERM handler of its
   // own gets SIGTERM, as `cluster`'s worker.kill() and pm2 give it, and ends itself (or the
   // deadline ends it); the drain still stops our intake and runs the onShutdown hooks.

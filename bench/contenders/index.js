@@ -16,10 +16,11 @@ const APPS = {
   pid: path.join(__dirname, '../apps/pid.js'),
 };
 
-/** Run a Node server script with its own stats directory for apps/counters.js. */
-async function nodeServer(script, args) {
+/** Run a Node server script with its own stats directory for apps/counters.js. counters:
+ *  false leaves the directory unset, and with it the counters' flush timer (the idle scenario). */
+async function nodeServer(script, args, counters = true) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herdless-bench-stats-'));
-  const h = await startScript(path.join(__dirname, script), args, { BENCH_STATS_DIR: dir }).catch((err) => {
+  const h = await startScript(path.join(__dirname, script), args, { BENCH_STATS_DIR: counters ? dir : '' }).catch((err) => {
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   });
@@ -35,15 +36,15 @@ async function nodeServer(script, args) {
   };
 }
 
-const herdless = (mode) => ({ workers, min, max, app = 'hello', route, proxyProtocol }) =>
+const herdless = (mode) => ({ workers, min, max, app = 'hello', route, proxyProtocol, counters }) =>
   nodeServer('herdless.js', [
     '--mode', mode, '--min', String(min ?? workers), '--max', String(max ?? workers), '--app', APPS[app],
     ...(route ? ['--route', route] : []),
     ...(proxyProtocol ? ['--proxy-protocol'] : []),
-  ]);
+  ], counters !== false);
 
-const cluster = (policy) => ({ workers, app = 'hello' }) =>
-  nodeServer('cluster.js', ['--policy', policy, '--workers', String(workers), '--app', APPS[app]]);
+const cluster = (policy) => ({ workers, app = 'hello', counters }) =>
+  nodeServer('cluster.js', ['--policy', policy, '--workers', String(workers), '--app', APPS[app]], counters !== false);
 
 const ALL = [
   { name: 'dispatch', label: 'herdless dispatch', herdless: true, start: herdless('dispatch') },

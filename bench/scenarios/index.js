@@ -14,4 +14,5 @@ module.exports = [
   require('./stalled').spin, // S5b, listed last so that the numbers of S1..S7 stay put
   require('./routing'), // S11
   require('./proxy-protocol'), // S12
+  require('./idle'), // S13
 ];

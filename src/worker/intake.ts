@@ -16,6 +16,7 @@ import type * as net from 'node:net';
 import { Score } from '../shared/scoreboard';
 import type { ListenerInfo } from '../shared/protocol';
 import { Adopter, type Peer } from './adopt';
+import { ConnectionChecks } from './connection-checks';
 
 const kInFlight = Symbol('herdless.inFlight');
 type Counted = net.Socket & { [kInFlight]?: number };
@@ -28,6 +29,8 @@ interface HttpMessage {
 export class Intake {
   readonly sockets = new Set<net.Socket>();
   readonly adopter: Adopter;
+  /** Node's request-timeout check, running only while we hold connections. */
+  readonly checks: ConnectionChecks;
   draining = false;
   private readonly onSocketClose: (this: net.Socket) => void;
 
@@ -37,10 +40,12 @@ export class Intake {
     listeners: ListenerInfo[],
   ) {
     this.adopter = new Adopter(server, listeners);
+    const checks = (this.checks = new ConnectionChecks(server));
     const sockets = this.sockets;
     // One function for every socket: `this` is the socket.
     this.onSocketClose = function (this: Counted) {
       sockets.delete(this);
+      if (sockets.size === 0) checks.update(0);
       Atomics.sub(board, Score.open, 1);
       const unfinished = this[kInFlight] ?? 0;
       if (unfinished > 0) {
@@ -110,6 +115,7 @@ export class Intake {
       this.sockets.add(socket);
       socket.on('close', this.onSocketClose);
     }
+    this.checks.update(this.sockets.size);
     // The app may change it at any time; the dispatcher caps what it sends us by it.
     Atomics.store(board, Score.maxConnections, server.maxConnections > 0 ? Math.min(server.maxConnections, 0x7fffffff) | 0 : 0);
   }

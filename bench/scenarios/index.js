@@ -15,4 +15,5 @@ module.exports = [
   require('./routing'), // S11
   require('./proxy-protocol'), // S12
   require('./idle'), // S13
+  require('./one-client'), // S14
 ];

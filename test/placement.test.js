@@ -54,6 +54,37 @@ describe('placement policy: pickForTest()', function () {
     assert.equal(pick([asleep(10_000), asleep(100, { pending: 1, unreadSinceUs: NOW.us - 50 })]), 0);
   });
 
+  it('spreads a burst (issue #19): past 64 connections held, none holds more than 8 + 1/8 over the least-holding worker that is not stalled', () => {
+    // What was just sent and not read counts at once (pending), as open connections do.
+    assert.equal(pick([asleep(10, { pending: 64, unreadSinceUs: NOW.us - 50 }), awake(1500)]), 1, 'pending counts');
+    assert.equal(pick([asleep(10, { open: 64 }), awake(1500)]), 1, 'open counts');
+    // Within the slack (8 + 64/8) the tiers decide: the free worker, however many it holds.
+    assert.equal(pick([asleep(10, { open: 80 }), awake(1500, { open: 64 })]), 0);
+    assert.equal(pick([asleep(10, { open: 81 }), awake(1500, { open: 64 })]), 1);
+    // Below 64 the tiers alone decide: a free worker wins over a busy one, whatever it holds.
+    assert.equal(pick([asleep(10, { open: 63 }), awake(1500)]), 0);
+    // Every loop busy on a loaded machine: the least-holding one within twice the chosen one's time.
+    assert.equal(pick([awake(20_000, { open: 300 }), awake(35_000, { open: 200 })]), 1);
+    // A real stall (held past 100 ms and past twice the chosen one's time) gets nothing.
+    assert.equal(pick([asleep(10, { open: 300 }), awake(150_000, { open: 10 })]), 0);
+    assert.equal(pick([awake(20_000, { open: 300 }), awake(150_000, { open: 10 })]), 0);
+    // Caps still hold.
+    assert.equal(pick([asleep(10, { open: 300 }), awake(1500, { open: 10, maxConnections: 10 })]), 0);
+  });
+
+  it('a steal takes everything below 64 held, past that only what keeps the taker within the spread (issue #19)', () => {
+    const stalled = (open, pending) => awake(50_000, { open, pending, unreadSinceUs: NOW.us - 50_000 });
+    const r = pickForTest([stalled(1, 5), asleep(10, { open: 3 })], NOW);
+    assert.deepEqual([r.steal[0], r.stealCount[0]], [true, 5]);
+    // 300 held against a taker's 400: none moves (the taker would hold even more).
+    assert.equal(pickForTest([stalled(200, 100), asleep(10, { open: 400 })], NOW).stealCount[0], 0);
+    // 300 against 100: about half the difference, plus the slack; never more than is unread.
+    assert.equal(pickForTest([stalled(100, 200), asleep(10, { open: 100 })], NOW).stealCount[0], Math.floor((300 - 100 + 8 + 12) / 2));
+    assert.equal(pickForTest([stalled(200, 100), asleep(10, { open: 100 })], NOW).stealCount[0], 100);
+    // Nobody free or prompt to take them: nothing.
+    assert.equal(pickForTest([stalled(1, 5), awake(40_000)], NOW).stealCount[0], 0);
+  });
+
   it('ties go round-robin from `start`', () => {
     const same = [awake(1000), awake(1000), awake(1000)];
     assert.equal(pick(same, { start: 0 }), 0);

@@ -17,10 +17,11 @@ const APPS = {
   'hello-listen': path.join(__dirname, '../apps/hello-listen.js'),
 };
 
-/** Run a Node server script with its own stats directory for apps/counters.js. */
-async function nodeServer(script, args) {
+/** Run a Node server script with its own stats directory for apps/counters.js. counters:
+ *  false leaves the directory unset, and with it the counters' flush timer (the idle scenario). */
+async function nodeServer(script, args, counters = true) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herdless-bench-stats-'));
-  const h = await startScript(path.join(__dirname, script), args, { BENCH_STATS_DIR: dir }).catch((err) => {
+  const h = await startScript(path.join(__dirname, script), args, { BENCH_STATS_DIR: counters ? dir : '' }).catch((err) => {
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   });
@@ -36,16 +37,16 @@ async function nodeServer(script, args) {
   };
 }
 
-const herdless = (mode) => ({ workers, min, max, app = 'hello', route, proxyProtocol, appListen }) =>
+const herdless = (mode) => ({ workers, min, max, app = 'hello', route, proxyProtocol, appListen, counters }) =>
   nodeServer('herdless.js', [
     '--mode', mode, '--min', String(min ?? workers), '--max', String(max ?? workers), '--app', APPS[app],
     ...(route ? ['--route', route] : []),
     ...(proxyProtocol ? ['--proxy-protocol'] : []),
     ...(appListen ? ['--app-listen'] : []),
-  ]);
+  ], counters !== false);
 
-const cluster = (policy) => ({ workers, app = 'hello' }) =>
-  nodeServer('cluster.js', ['--policy', policy, '--workers', String(workers), '--app', APPS[app]]);
+const cluster = (policy) => ({ workers, app = 'hello', counters }) =>
+  nodeServer('cluster.js', ['--policy', policy, '--workers', String(workers), '--app', APPS[app]], counters !== false);
 
 const ALL = [
   { name: 'dispatch', label: 'herdless dispatch', herdless: true, start: herdless('dispatch') },

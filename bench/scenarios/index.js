@@ -15,4 +15,6 @@ module.exports = [
   require('./routing'), // S11
   require('./proxy-protocol'), // S12
   require('./app-listen'), // S13
+  require('./idle'), // S14
+  require('./one-client'), // S15
 ];

@@ -41,7 +41,8 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
     const Scoreboard* board;  // our own read-only mapping, unmapped on removal
     uint32_t sent = 0;     // connections sent (less those taken back), compared with board->received
     bool paused = false;
-    bool full = false;     // last send hit EAGAIN; retried after a short pause
+    bool full = false;     // last send hit EAGAIN; retried after a short pause, or once it reads
+    uint32_t full_received = 0;  // its board's received count when it was found full
     // What we last saw, to date the oldest connection it has not read (our clock, trusted).
     uint32_t seen_received = 0;
     int32_t seen_pending = 0;
@@ -89,8 +90,10 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   bool FlushWaiting();                   // false: some connections still wait
   int PickWorker(uint32_t now, const std::vector<bool>& skip);
   placement::WorkerView Observe(Worker& w, bool usable, MonotonicNow now);
+  void MarkFull(Worker& w);
+  bool Usable(Worker& w, bool skip);
   int StealStep();                       // takes back from stalled workers; returns epoll timeout, ms
-  size_t StealFrom(size_t worker);
+  size_t StealFrom(size_t worker, size_t most);  // most: connections to take, roughly (whole records)
   bool HasRoom(uint32_t now);
   bool AnyWorkerIdle();  // nothing waiting for it, no request in flight
   // A connection of `listener` may go to workers_[worker]: every worker for a listener given

@@ -62,13 +62,27 @@ placement::WorkerView Acceptor::Observe(Worker& w, bool usable, MonotonicNow now
   return v;
 }
 
+// A channel that said EAGAIN (the kernel queues at most net.unix.max_dgram_qlen records,
+// often 10) has room again as soon as its worker reads: a worker that was full during a
+// burst must not stay excluded until the next pause or wake-up, which may never come while
+// another worker keeps taking everything (issue #19: a pool halved for good).
+void Acceptor::MarkFull(Worker& w) {
+  w.full = true;
+  w.full_received = static_cast<uint32_t>(w.board->Load(kReceived));
+}
+
+bool Acceptor::Usable(Worker& w, bool skip) {
+  if (w.full && static_cast<uint32_t>(w.board->Load(kReceived)) != w.full_received) w.full = false;
+  return !(w.paused || w.full || skip);
+}
+
 int Acceptor::PickWorker(uint32_t, const std::vector<bool>& skip) {
   MonotonicNow now = Monotonic();
   size_t n = workers_.size();
   views_.resize(n);
   for (size_t i = 0; i < n; i++) {
     Worker& w = workers_[i];
-    views_[i] = Observe(w, !(w.paused || w.full || skip[i]), now);
+    views_[i] = Observe(w, Usable(w, skip[i]), now);
   }
   return placement::Pick(views_.data(), n, PlacementOptions(), {now.us, now.ms}, next_);
 }
@@ -98,11 +112,11 @@ int Acceptor::RouteByClient(const Peer& peer) {
 // RLIMIT_NOFILE the kernel would drop them (MSG_CTRUNC), and with them the connections, which
 // are better left with the worker. (A record can still lose fds if another thread takes the
 // last free ones between the peek and the read: counted in dropped.)
-size_t Acceptor::StealFrom(size_t index) {
+size_t Acceptor::StealFrom(size_t index, size_t most) {
   Worker& w = workers_[index];
   std::vector<Handoff> taken;
   uint32_t announced = 0, malformed = 0;
-  for (size_t r = 0; r < kStealMaxRecords; r++) {
+  for (size_t r = 0; r < kStealMaxRecords && announced < most; r++) {
     // Other threads of this process (the app's JS) open fds too, so no estimate will do:
     // each record is first peeked at with room for its fds (a steal is rare; this is cheap).
     if (PeekFits(w.worker_end) != 1) break;
@@ -138,7 +152,7 @@ int Acceptor::StealStep() {
   views_.resize(n);
   for (size_t i = 0; i < n; i++) {
     Worker& w = workers_[i];
-    views_[i] = Observe(w, !(w.paused || w.full), now);
+    views_[i] = Observe(w, Usable(w, false), now);
   }
   placement::Options o;
   o.max_connections = max_connections_;
@@ -151,13 +165,9 @@ int Acceptor::StealStep() {
     uint64_t in = placement::StealIn(v, clock, steal_after_us);
     if (in == UINT64_MAX) continue;
     if (in == 0) {
-      bool taker = false;
-      for (size_t j = 0; j < n && !taker; j++) {
-        if (j == i) continue;
-        placement::Tier t = placement::Assess(views_[j], o, clock).tier;
-        taker = t == placement::Tier::kFree || t == placement::Tier::kPrompt;
-      }
-      if (taker && StealFrom(i) > 0) return 0;  // look again at once: the picture changed
+      int64_t cap = placement::StealCount(views_.data(), n, i, o, clock);
+      if (cap > 0 && StealFrom(i, static_cast<size_t>(cap)) > 0)
+        return 0;  // look again at once: the picture changed
       in = uint64_t{kStealRecheckMs} * 1000;    // nobody can take them yet
     }
     if (wait_us < 0 || static_cast<int64_t>(in) < wait_us) wait_us = static_cast<int64_t>(in);
@@ -212,7 +222,7 @@ bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
     }
     retries_.fetch_add(1, std::memory_order_relaxed);
     tried[static_cast<size_t>(i)] = true;
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) w.full = true;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) MarkFull(w);
     // Any other error (the channel broke) just means: try the next worker. Pool code
     // notices the worker's exit and removes it.
   }
@@ -235,7 +245,7 @@ void Acceptor::SendBatch(size_t index, uint32_t listener) {
   // Undo the tentative count and hand the connections out one by one, elsewhere.
   w.sent -= static_cast<uint32_t>(fds.size());
   retries_.fetch_add(1, std::memory_order_relaxed);
-  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) w.full = true;
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) MarkFull(w);
   for (size_t k = 0; k < fds.size(); k++) {
     Handoff h{fds[k], listener, accepted_ns};
     if (send_peers_) h.peer = peers[k];

@@ -5,7 +5,8 @@
 //               unreadSinceUs, sentAtUs, usable }]   (what a scoreboard and the accept thread hold)
 //   now:     { us, ms }
 //   options: { maxConnections, avoidUs, stealAfterUs, start }
-//   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool] }
+//   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool],
+//        stealCount: [how many of its unread connections a steal would take back now] }
 //
 // pickByClientForTest(workers, keys, address, now, options): client-ip routing (PickByClient).
 //   keys: each worker's stable key (its slot); address: an IPv4 or IPv6 address string;
@@ -70,14 +71,17 @@ Napi::Value PickForTest(const Napi::CallbackInfo& info) {
   static const char* names[] = {"free", "prompt", "slow", "suspect", "none"};
   Napi::Array tiers = Napi::Array::New(env, views.size());
   Napi::Array steal = Napi::Array::New(env, views.size());
+  Napi::Array steal_count = Napi::Array::New(env, views.size());
   for (uint32_t i = 0; i < views.size(); i++) {
     tiers.Set(i, names[static_cast<int>(placement::Assess(views[i], o, now).tier)]);
     steal.Set(i, placement::ShouldSteal(views[i], now, steal_after));
+    steal_count.Set(i, static_cast<double>(placement::StealCount(views.data(), views.size(), i, o, now)));
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("pick", placement::Pick(views.data(), views.size(), o, now, views.empty() ? 0 : start % views.size()));
   out.Set("tiers", tiers);
   out.Set("steal", steal);
+  out.Set("stealCount", steal_count);
   return out;
 }
 

@@ -25,6 +25,18 @@
 //      (its counts cannot prove it has room).
 // A worker at its cap (maxConnectionsPerWorker, or its server's own maxConnections) gets
 // nothing.
+//   5. Spread: the tiers above concentrate (the warmest worker takes what it keeps up with),
+//      which is right for short connections and wrong for a burst of long-lived ones: a
+//      keep-alive connection stays where it was placed, so one burst placed on one worker
+//      halves the pool for the connections' whole life. So the choice is overruled when it
+//      holds (open + sent but not read: counted the moment it is sent) more than
+//      SpreadSlack() over the least-holding worker that can take a connection without a real
+//      stall (free, prompt, or slow for under kSpreadStallUs: on a busy machine, in a burst,
+//      a loop is often off the CPU for tens of ms, which a connection that lives for
+//      seconds can wait; a light load never gets here, so stalls still steer it).
+//      Short connections close before they add up, so they stay concentrated; and until the
+//      chosen worker holds kSpreadFrom connections, the tiers alone decide (a moderate load
+//      keeps away from a loop blocked in a handler, whatever the counts).
 #pragma once
 
 #include <cstddef>
@@ -66,6 +78,7 @@ struct Assessment {
   int64_t pending = 0;
   bool fresh = false;    // sent a connection within kFreshUs
   uint64_t held_us = 0;  // awake this long, or its oldest unread connection this old
+  int64_t holds = 0;     // connections it holds: open + pending (not requests)
 };
 
 constexpr uint32_t kPendingCostUs = 250;     // a connection already waiting costs about this much
@@ -74,6 +87,14 @@ constexpr uint32_t kWaitBucketUs = 250;      // prompt workers this close count 
 constexpr uint32_t kLongSpanMs = 2000;       // past this, durations come from the ms field
 constexpr int32_t kSaneCount = 1 << 24;      // more open connections than any process holds
 constexpr uint32_t kFreshUs = 1000;          // a connection sent this recently has not been served yet
+constexpr uint64_t kSpreadStallUs = 100000;  // held past this: stalled (client-ip's default stall, too)
+constexpr int64_t kSpreadSlackMin = 8;       // a worker may hold this many more than the least-holding one
+constexpr int64_t kSpreadFrom = 64;          // below this many held, the tiers alone decide (no burst)
+
+// How many more connections than the least-holding worker the chosen one may hold: a few in
+// absolute terms (short connections concentrate), an eighth in relative ones (a burst ends
+// with every share within about 1/8 of the smallest).
+inline int64_t SpreadSlack(int64_t least) { return kSpreadSlackMin + least / 8; }
 
 // Microseconds from `since` to `now` (32-bit clocks that wrap). Returns false for a time
 // in the future beyond a little slack.
@@ -115,6 +136,7 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
 
   a.load = open + in_flight + pending;
   a.pending = pending;
+  a.holds = open + pending;
   if (!sane) {
     a.tier = Tier::kSuspect;
     a.wait_us = unread;
@@ -162,6 +184,11 @@ inline bool Better(const Assessment& a, const Assessment& b) {
 
 // Index of the chosen worker, or -1 when none can take a connection. Ties go to the first
 // in round-robin order from `start`.
+// `bound`: how long a loop may have been held and still count as a place to spread to.
+inline bool Spreadable(const Assessment& a, uint64_t bound) {
+  return a.tier == Tier::kFree || a.tier == Tier::kPrompt || (a.tier == Tier::kSlow && a.held_us < bound);
+}
+
 inline int Pick(const WorkerView* workers, size_t n, const Options& o, Clock now, size_t start) {
   int best = -1;
   Assessment best_a;
@@ -174,6 +201,25 @@ inline int Pick(const WorkerView* workers, size_t n, const Options& o, Clock now
       best_a = a;
     }
   }
+  if (best < 0 || best_a.holds < kSpreadFrom) return best;
+  // 5. Spread. When every worker is slow (a burst on a loaded machine keeps each loop awake
+  // for tens of ms), the one chosen is slow too: any loop held not much longer is as good.
+  uint64_t bound = kSpreadStallUs;
+  if (best_a.tier == Tier::kSlow && best_a.held_us * 2 > bound) bound = best_a.held_us * 2;
+  int least = -1;
+  Assessment least_a;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (start + k) % n;
+    Assessment a = Assess(workers[i], o, now);
+    if (a.tier == Tier::kNone || !Spreadable(a, bound)) continue;
+    // Among equals, the better tier, then the better by that tier's own order.
+    if (least < 0 || a.holds < least_a.holds ||
+        (a.holds == least_a.holds && (a.tier < least_a.tier || (a.tier == least_a.tier && Better(a, least_a))))) {
+      least = static_cast<int>(i);
+      least_a = a;
+    }
+  }
+  if (least >= 0 && best_a.holds > least_a.holds + SpreadSlack(least_a.holds)) return least;
   return best;
 }
 
@@ -204,6 +250,38 @@ inline uint64_t StealIn(const WorkerView& w, Clock now, uint32_t steal_after_us)
     held = a.wait_us - static_cast<uint64_t>(w.pending) * kPendingCostUs;  // max(awake, unread)
   }
   return held > after ? 0 : after - held + 1;
+}
+
+// How many of a stalled worker's unread connections to take back for a taker that holds
+// `taker` connections while the worker holds `holds` (open + unread): below kSpreadFrom all
+// of them (a stall at moderate load is what stealing is for); past that, only as many as leave
+// the taker holding no more than the worker plus SpreadSlack(), possibly none: a burst's
+// hundreds must not move to one taker the moment every loop is busy, which would undo the
+// spread (rule 5). No floor: StealStep looks again right after a steal, and a floor per look
+// would drain the worker all the same.
+inline int64_t StealCap(int64_t holds, int64_t taker) {
+  if (holds < kSpreadFrom) return holds;
+  int64_t cap = (holds - taker + SpreadSlack(taker)) / 2;
+  return cap < 0 ? 0 : cap;
+}
+
+// For a worker `i` that ShouldSteal(): how many of its unread connections to take back now;
+// 0 while no other worker is free or prompt to take them.
+inline int64_t StealCount(const WorkerView* workers, size_t n, size_t i, const Options& o, Clock now) {
+  bool taker = false;
+  int64_t least = 0;  // the least any taker holds
+  for (size_t j = 0; j < n; j++) {
+    if (j == i) continue;
+    Assessment a = Assess(workers[j], o, now);
+    if (a.tier != Tier::kFree && a.tier != Tier::kPrompt) continue;
+    if (!taker || a.holds < least) least = a.holds;
+    taker = true;
+  }
+  if (!taker) return 0;
+  const WorkerView& w = workers[i];
+  int64_t pending = w.pending < 0 ? 0 : w.pending;
+  int64_t cap = StealCap(int64_t{w.open < 0 ? 0 : w.open} + pending, least);
+  return cap < pending ? cap : pending;
 }
 
 inline bool ShouldSteal(const WorkerView& w, Clock now, uint32_t steal_after_us) {

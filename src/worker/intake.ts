@@ -16,6 +16,7 @@ import type * as net from 'node:net';
 import { Score } from '../shared/scoreboard';
 import type { ListenerInfo } from '../shared/protocol';
 import { Adopter, type Peer } from './adopt';
+import { ConnectionChecks } from './connection-checks';
 
 const kInFlight = Symbol('herdless.inFlight');
 type Counted = net.Socket & { [kInFlight]?: number };
@@ -44,6 +45,8 @@ export class Intake {
   private readonly early = new Map<number, Early>();
   private readonly http1 = new Set<unknown>();
   private readonly counted = new Set<net.Server>();
+  /** Node's request-timeout check per server, running only while we hold connections (made at the first connection, once the server surely listens). */
+  private readonly checks = new Map<net.Server, ConnectionChecks>();
 
   constructor(
     private readonly board: Int32Array,
@@ -51,9 +54,11 @@ export class Intake {
   ) {
     this.infos = [...configured];
     const sockets = this.sockets;
+    const updateChecks = (open: number) => this.updateChecks(open);
     // One function for every socket: `this` is the socket.
     this.onSocketClose = function (this: Counted) {
       sockets.delete(this);
+      if (sockets.size === 0) updateChecks(0);
       Atomics.sub(board, Score.open, 1);
       const unfinished = this[kInFlight] ?? 0;
       if (unfinished > 0) {
@@ -62,6 +67,17 @@ export class Intake {
         Atomics.add(board, Score.requests, unfinished);
       }
     };
+  }
+
+  private updateChecks(open: number): void {
+    for (const server of this.counted) {
+      let checks = this.checks.get(server);
+      if (checks === undefined) {
+        if (open === 0) continue;
+        this.checks.set(server, (checks = new ConnectionChecks(server)));
+      }
+      checks.update(open);
+    }
   }
 
   /** Every server that takes connections here. */
@@ -140,6 +156,7 @@ export class Intake {
       }
       this.adoptOne(handoffs[i], handoffs[i + 1], peer);
     }
+    this.updateChecks(this.sockets.size);
     // The app may change it at any time; the dispatcher caps what it sends us by it.
     const server = this.routes.find((r) => r !== undefined)?.server;
     if (server) Atomics.store(board, Score.maxConnections, server.maxConnections > 0 ? Math.min(server.maxConnections, 0x7fffffff) | 0 : 0);

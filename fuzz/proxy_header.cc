@@ -43,8 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Check(r.want == 0 || r.want > size);
       Check(r.want <= herdless::proxy::kV2Fixed + 65535);
       break;
-    case Status::kMalformed:
-      break;
+    case Status::kMalformed: break;
     case Status::kProxied:
       Check(r.peer.family == 4 || r.peer.family == 6);
       Check(r.peer.flags == herdless::kPeerProxied);

@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t records = 0, fds_sent = 0;
   size_t at = 0;
   while (records < 4 && at + 2 <= size) {
-    size_t nfds = data[at] % 24;  // up to kMaxBatch and a little past it
+    size_t nfds = data[at] % 24;     // up to kMaxBatch and a little past it
     size_t len = data[at + 1] * 2u;  // 0..510: a full record with Peers is 16 + 16 * 20 = 336
     at += 2;
     if (len > size - at) len = size - at;
@@ -85,7 +85,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<herdless::Handoff> out;
   uint32_t announced = 0, malformed = 0;
   int rc = 0;
-  for (size_t round = 0; round <= records && rc == 0; round++) rc = herdless::ReceiveHandoffs(f.recv_end, 1, &out, &announced, &malformed);
+  for (size_t round = 0; round <= records && rc == 0; round++)
+    rc = herdless::ReceiveHandoffs(f.recv_end, 1, &out, &announced, &malformed);
   Check(rc == 0 || rc == -1);
   Check(out.size() <= fds_sent);
   Check(out.size() <= announced);

@@ -15,7 +15,7 @@ void InitLoopState(Napi::Env env, Napi::Object exports);
 void InitPlacement(Napi::Env env, Napi::Object exports);
 void InitListenQueue(Napi::Env env, Napi::Object exports);
 void InitNotify(Napi::Env env, Napi::Object exports);
-}
+}  // namespace herdless
 #endif
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -121,7 +121,8 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
     }
     if (route_by_client_) {
       int sticky = RouteByClient(peer);  // views_ are PickWorker's, a moment ago
-      if (sticky >= 0) chosen = sticky;
+      // Only a worker that listens on this listener (an app-opened one has members only).
+      if (sticky >= 0 && Eligible(static_cast<size_t>(sticky), static_cast<uint32_t>(index))) chosen = sticky;
     }
     size_t w = static_cast<size_t>(chosen);
     // The record is dated by its oldest connection: one clock read (vDSO) per record.
@@ -149,8 +150,10 @@ int Acceptor::ReadHeadersWhilePaused(std::vector<Handoff>* ready) {
   } while (n < 0 && errno == EINTR);
   for (int i = 0; i < n; i++) {
     uint64_t tag = events[i].data.u64;
-    if (tag == kWakeTag) DrainWake();
-    else if ((tag & ProxyReader::kTagBit) != 0) proxy_.OnEvent(tag, events[i].events, ready);
+    if (tag == kWakeTag)
+      DrainWake();
+    else if ((tag & ProxyReader::kTagBit) != 0)
+      proxy_.OnEvent(tag, events[i].events, ready);
   }
   for (const Handoff& h : *ready) waiting_.push_back(h);
   ready->clear();
@@ -220,8 +223,8 @@ void Acceptor::RunLoop() {
   Pause pause = Pause::kNone;
   Coalescer coalescer;
   uint32_t delay_us = 0;
-  int steal_ms = -1;  // epoll timeout: only while some worker holds connections unread
-  int proxy_ms = -1;  // ... or until the oldest PROXY header still awaited is due
+  int steal_ms = -1;           // epoll timeout: only while some worker holds connections unread
+  int proxy_ms = -1;           // ... or until the oldest PROXY header still awaited is due
   std::vector<Handoff> ready;  // connections whose PROXY header just completed
   for (;;) {
     if (delay_us > 0 && pause == Pause::kNone) {
@@ -232,7 +235,9 @@ void Acceptor::RunLoop() {
     if (pause != Pause::kNone) {
       // Paused: wait without the listeners, for a wake-up (new worker, stop) or a timeout
       // after which we look at the scoreboard again. Never a busy loop.
-      int ms = pause == Pause::kFds ? kFdExhaustedRetryMs : pause == Pause::kErrors ? kErrorRetryMs : kBackpressureRetryMs;
+      int ms = pause == Pause::kFds      ? kFdExhaustedRetryMs
+               : pause == Pause::kErrors ? kErrorRetryMs
+                                         : kBackpressureRetryMs;
       pollfd p{wake_fd_, POLLIN, 0};
       uint32_t started = MonotonicMillis();
       int rc = poll(&p, 1, ms);

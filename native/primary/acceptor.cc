@@ -201,7 +201,8 @@ Napi::Value Acceptor::PauseWorker(const Napi::CallbackInfo& info) {
 // (drainChannel's): their client addresses, so that they keep their route and PROXY address.
 Napi::Value Acceptor::Dispatch(const Napi::CallbackInfo& info) {
   Napi::Array list = info[0].As<Napi::Array>();
-  Napi::Array times = info.Length() > 1 && info[1].IsArray() ? info[1].As<Napi::Array>() : Napi::Array::New(info.Env(), 0);
+  Napi::Array times =
+      info.Length() > 1 && info[1].IsArray() ? info[1].As<Napi::Array>() : Napi::Array::New(info.Env(), 0);
   uint64_t now = MonotonicNanos();
   Napi::Value peers_js = list.Get("peers");
   const Peer* peers = nullptr;
@@ -218,7 +219,8 @@ Napi::Value Acceptor::Dispatch(const Napi::CallbackInfo& info) {
         double t = times.Get(i / 2).ToNumber().DoubleValue();
         if (t > 0 && t <= static_cast<double>(now)) h.accepted_ns = static_cast<uint64_t>(t);
       }
-      if (peers != nullptr) std::memcpy(&h.peer, reinterpret_cast<const uint8_t*>(peers) + (i / 2) * sizeof(Peer), sizeof(Peer));
+      if (peers != nullptr)
+        std::memcpy(&h.peer, reinterpret_cast<const uint8_t*>(peers) + (i / 2) * sizeof(Peer), sizeof(Peer));
       redispatched_.fetch_add(1, std::memory_order_relaxed);
       if (running_) {
         waiting_.push_back(h);

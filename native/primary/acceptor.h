@@ -36,12 +36,12 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
 
   struct Worker {
     int id;
-    int channel;           // primary's end of the socketpair (not owned: JS closes it)
-    int worker_end = -1;   // our copy of the worker's end, to take back what it has not read (not owned)
+    int channel;              // primary's end of the socketpair (not owned: JS closes it)
+    int worker_end = -1;      // our copy of the worker's end, to take back what it has not read (not owned)
     const Scoreboard* board;  // our own read-only mapping, unmapped on removal
-    uint32_t sent = 0;     // connections sent (less those taken back), compared with board->received
+    uint32_t sent = 0;        // connections sent (less those taken back), compared with board->received
     bool paused = false;
-    bool full = false;     // last send hit EAGAIN; retried after a short pause, or once it reads
+    bool full = false;           // last send hit EAGAIN; retried after a short pause, or once it reads
     uint32_t full_received = 0;  // its board's received count when it was found full
     // What we last saw, to date the oldest connection it has not read (our clock, trusted).
     uint32_t seen_received = 0;
@@ -82,17 +82,17 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   int ReadHeadersWhilePaused(std::vector<Handoff>* ready);
   // false: every worker is full, caller keeps it. `exclude`: a worker not to send it to.
   bool Deliver(const Handoff& handoff, int exclude = -1);
-  int RouteByClient(const Peer& peer);   // client-ip: the worker for this client, or -1
-  void ArmListeners(bool armed);         // proxyProtocol: stop accepting while headers fill the reader
-  void ArmForReader();                   // armed exactly when the reader has room (every round's end)
+  int RouteByClient(const Peer& peer);  // client-ip: the worker for this client, or -1
+  void ArmListeners(bool armed);        // proxyProtocol: stop accepting while headers fill the reader
+  void ArmForReader();                  // armed exactly when the reader has room (every round's end)
   placement::Options PlacementOptions() const;
   void SendBatch(size_t worker, uint32_t listener);
-  bool FlushWaiting();                   // false: some connections still wait
+  bool FlushWaiting();  // false: some connections still wait
   int PickWorker(uint32_t now, const std::vector<bool>& skip);
   placement::WorkerView Observe(Worker& w, bool usable, MonotonicNow now);
   void MarkFull(Worker& w);
   bool Usable(Worker& w, bool skip);
-  int StealStep();                       // takes back from stalled workers; returns epoll timeout, ms
+  int StealStep();                               // takes back from stalled workers; returns epoll timeout, ms
   size_t StealFrom(size_t worker, size_t most);  // most: connections to take, roughly (whole records)
   bool HasRoom(uint32_t now);
   bool AnyWorkerIdle();  // nothing waiting for it, no request in flight
@@ -111,8 +111,8 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   // Per listener: served by every worker (configured), or only by `members_` (opened by the app).
   std::vector<bool> open_to_all_;
   std::vector<std::vector<int>> members_;  // worker ids
-  std::vector<bool> dead_;  // per listener: failed, no longer watched (accept thread only)
-  bool drained_ = false;    // the last AcceptFrom() reached EAGAIN (accept thread only)
+  std::vector<bool> dead_;                 // per listener: failed, no longer watched (accept thread only)
+  bool drained_ = false;                   // the last AcceptFrom() reached EAGAIN (accept thread only)
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::thread thread_;
@@ -123,11 +123,11 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   bool stopping_ = false;
   bool running_ = false;  // the accept thread is there to deliver what waits
   std::vector<Worker> workers_;
-  std::deque<Handoff> waiting_;  // accepted or re-dispatched, not yet handed off (bounded)
+  std::deque<Handoff> waiting_;            // accepted or re-dispatched, not yet handed off (bounded)
   std::vector<std::vector<int>> batches_;  // per worker, filled and emptied within AcceptFrom
   std::vector<uint64_t> batch_since_ns_;   // per worker: accept time of its batch's first fd
-  size_t next_ = 0;              // round-robin start for breaking ties
-  int32_t max_connections_ = 0;  // per worker; 0 = unlimited
+  size_t next_ = 0;                        // round-robin start for breaking ties
+  int32_t max_connections_ = 0;            // per worker; 0 = unlimited
   uint32_t stall_ms_ = 100;      // unused since placement reads the loop state (kept for the constructor's signature)
   uint32_t steal_after_us_ = 0;  // take back connections a worker has held unread this long; 0 = never
   std::vector<placement::WorkerView> views_;  // scratch for PickWorker, reused
@@ -139,9 +139,9 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   // Peers travel with the fds (channel.h) when routing by client or reading PROXY headers.
   bool send_peers_ = false;
   std::vector<std::vector<Peer>> batch_peers_;  // parallel to batches_
-  ProxyReader proxy_;            // proxyProtocol: connections whose header has not arrived yet
-  bool listeners_armed_ = true;  // false while proxy_ is full
-  std::vector<uint32_t> deferred_ms_;  // per listener: its TCP_DEFER_ACCEPT, ms (0: none)
+  ProxyReader proxy_;                           // proxyProtocol: connections whose header has not arrived yet
+  bool listeners_armed_ = true;                 // false while proxy_ is full
+  std::vector<uint32_t> deferred_ms_;           // per listener: its TCP_DEFER_ACCEPT, ms (0: none)
   // watchActivity(cb): cb() once, on the next accepted connection (the supervisor sleeps
   // longer while nothing happens, and wakes at once when load arrives).
   Napi::ThreadSafeFunction on_activity_;

@@ -26,12 +26,11 @@
 namespace herdless {
 namespace {
 
-constexpr uint32_t kAvoidUs = 2000;        // a loop awake this long gets nothing while another can take it
-constexpr int kStealRecheckMs = 2;         // a stalled worker holds connections but nobody is free yet
-constexpr size_t kStealMaxRecords = 64;    // per worker per step, like a worker's own read batch
+constexpr uint32_t kAvoidUs = 2000;      // a loop awake this long gets nothing while another can take it
+constexpr int kStealRecheckMs = 2;       // a stalled worker holds connections but nobody is free yet
+constexpr size_t kStealMaxRecords = 64;  // per worker per step, like a worker's own read batch
 
 }  // namespace
-
 
 // The policy lives in placement.h (a pure function, unit-tested through pickForTest). Here we
 // only gather what it needs: each worker's board (a few relaxed loads, no syscall) and our
@@ -101,8 +100,8 @@ int Acceptor::RouteByClient(const Peer& peer) {
   uint64_t client = placement::ClientHash(route_key_, peer.family, peer.addr);
   if (client == 0) return -1;
   MonotonicNow now = Monotonic();
-  return placement::PickByClient(views_.data(), keys_.data(), workers_.size(), client, PlacementOptions(), {now.us, now.ms},
-                                 uint64_t{stall_ms_} * 1000);
+  return placement::PickByClient(views_.data(), keys_.data(), workers_.size(), client, PlacementOptions(),
+                                 {now.us, now.ms}, uint64_t{stall_ms_} * 1000);
 }
 
 // Reads back what worker `index` has not read and hands it to others. Each SEQPACKET record
@@ -166,9 +165,8 @@ int Acceptor::StealStep() {
     if (in == UINT64_MAX) continue;
     if (in == 0) {
       int64_t cap = placement::StealCount(views_.data(), n, i, o, clock);
-      if (cap > 0 && StealFrom(i, static_cast<size_t>(cap)) > 0)
-        return 0;  // look again at once: the picture changed
-      in = uint64_t{kStealRecheckMs} * 1000;    // nobody can take them yet
+      if (cap > 0 && StealFrom(i, static_cast<size_t>(cap)) > 0) return 0;  // look again at once: the picture changed
+      in = uint64_t{kStealRecheckMs} * 1000;                                // nobody can take them yet
     }
     if (wait_us < 0 || static_cast<int64_t>(in) < wait_us) wait_us = static_cast<int64_t>(in);
   }
@@ -206,10 +204,12 @@ bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
     if (i < 0) return false;
     if (route_by_client_) {
       int sticky = RouteByClient(handoff.peer);
-      if (sticky >= 0) i = sticky;
+      // Never one this listener does not reach, nor one already tried for this connection.
+      if (sticky >= 0 && !tried[static_cast<size_t>(sticky)]) i = sticky;
     }
     Worker& w = workers_[static_cast<size_t>(i)];
-    int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener, handoff.accepted_ns, send_peers_ ? &handoff.peer : nullptr);
+    int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener, handoff.accepted_ns,
+                           send_peers_ ? &handoff.peer : nullptr);
     if (err == 0) {
       w.sent++;
       next_ = static_cast<size_t>(i) + 1;
@@ -233,7 +233,8 @@ void Acceptor::SendBatch(size_t index, uint32_t listener) {
   std::vector<Peer>& peers = batch_peers_[index];
   Worker& w = workers_[index];
   uint64_t accepted_ns = batch_since_ns_[index];
-  int err = SendHandoffs(w.channel, fds.data(), fds.size(), listener, accepted_ns, send_peers_ ? peers.data() : nullptr);
+  int err =
+      SendHandoffs(w.channel, fds.data(), fds.size(), listener, accepted_ns, send_peers_ ? peers.data() : nullptr);
   if (err == 0) {
     for (int fd : fds) ::close(fd);  // see Deliver(): the record holds the sockets now
     handed_off_.fetch_add(fds.size(), std::memory_order_relaxed);

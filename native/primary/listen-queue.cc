@@ -82,9 +82,12 @@ int UnixQueue(int fd, Queue* out) {
     auto* msg = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
     if (msg->udiag_ino != request.req.udiag_ino) continue;
     int left = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*msg)));
-    for (auto* a = reinterpret_cast<nlattr*>(msg + 1); left >= static_cast<int>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) && a->nla_len <= left;
-         left -= NLA_ALIGN(a->nla_len), a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + NLA_ALIGN(a->nla_len))) {
-      if ((a->nla_type & NLA_TYPE_MASK) != UNIX_DIAG_RQLEN || a->nla_len < NLA_HDRLEN + sizeof(unix_diag_rqlen)) continue;
+    for (auto* a = reinterpret_cast<nlattr*>(msg + 1);
+         left >= static_cast<int>(sizeof(nlattr)) && a->nla_len >= sizeof(nlattr) && a->nla_len <= left;
+         left -= NLA_ALIGN(a->nla_len),
+               a = reinterpret_cast<nlattr*>(reinterpret_cast<char*>(a) + NLA_ALIGN(a->nla_len))) {
+      if ((a->nla_type & NLA_TYPE_MASK) != UNIX_DIAG_RQLEN || a->nla_len < NLA_HDRLEN + sizeof(unix_diag_rqlen))
+        continue;
       unix_diag_rqlen rq;
       std::memcpy(&rq, reinterpret_cast<char*>(a) + NLA_HDRLEN, sizeof(rq));
       *out = {rq.udiag_rqueue, rq.udiag_wqueue};  // a listener: queue length, backlog

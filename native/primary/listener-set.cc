@@ -25,7 +25,8 @@ void Acceptor::DeferAccept(size_t i) {
   if (getsockname(listeners_[i], reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
   if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return;
   int defer_s = kDeferS;
-  if (setsockopt(listeners_[i], IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) == 0) deferred_ms_[i] = kDeferS * 1000;
+  if (setsockopt(listeners_[i], IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s)) == 0)
+    deferred_ms_[i] = kDeferS * 1000;
 }
 
 // addListener(fd) -> index: a listener the app opened in a worker (listen()), watched from
@@ -41,7 +42,8 @@ Napi::Value Acceptor::AddListener(const Napi::CallbackInfo& info) {
     epoll_event ev{};
     ev.events = listeners_armed_ ? EPOLLIN | EPOLLRDHUP : 0;
     ev.data.u64 = index;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) throw ErrnoError(env, errno, "epoll_ctl", "listener fd " + std::to_string(fd));
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+      throw ErrnoError(env, errno, "epoll_ctl", "listener fd " + std::to_string(fd));
     listeners_.push_back(fd);
     dead_.push_back(false);
     open_to_all_.push_back(false);

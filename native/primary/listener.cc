@@ -43,9 +43,7 @@ bool ParseIp(const std::string& host, int port, SockAddr* out) {
   return false;
 }
 
-int SetIntOption(int fd, int level, int name, int value) {
-  return setsockopt(fd, level, name, &value, sizeof(value));
-}
+int SetIntOption(int fd, int level, int name, int value) { return setsockopt(fd, level, name, &value, sizeof(value)); }
 
 // listenTcp(ip, port, backlog, reusePort, doListen) -> fd
 // doListen=false binds without listening: the reuseport mode's primary holds the port
@@ -109,8 +107,8 @@ Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
 
   sockaddr_un sun{};
   if (path.size() >= sizeof(sun.sun_path)) {
-    Napi::Error e = Napi::Error::New(env, "listen.path is longer than " +
-                                              std::to_string(sizeof(sun.sun_path) - 1) + " bytes: " + path);
+    Napi::Error e = Napi::Error::New(
+        env, "listen.path is longer than " + std::to_string(sizeof(sun.sun_path) - 1) + " bytes: " + path);
     e.Set("code", Napi::String::New(env, "ERR_HERDLESS_INVALID_OPTION"));
     throw e;
   }
@@ -126,8 +124,7 @@ Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   // window with the umask's, often 0755 or 0777). Only a mode the umask narrowed is widened
   // afterwards, by a chmod that does not follow a symlink put in the socket's place.
   if (mode >= 0 && fchmod(fd.Get(), static_cast<mode_t>(mode)) != 0) throw ErrnoError(env, errno, "fchmod", path);
-  if (bind(fd.Get(), reinterpret_cast<sockaddr*>(&sun), sizeof(sun)) != 0)
-    throw ErrnoError(env, errno, "bind", path);
+  if (bind(fd.Get(), reinterpret_cast<sockaddr*>(&sun), sizeof(sun)) != 0) throw ErrnoError(env, errno, "bind", path);
   if (mode >= 0) {
     struct stat st;
     int err = 0;
@@ -243,7 +240,8 @@ Napi::Value InspectFd(const Napi::CallbackInfo& info) {
   if (!S_ISSOCK(st.st_mode)) return out;
   int domain = 0, type = 0, protocol = 0, accepting = 0;
   socklen_t len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) throw ErrnoError(env, errno, "getsockopt", "SO_DOMAIN");
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+    throw ErrnoError(env, errno, "getsockopt", "SO_DOMAIN");
   len = sizeof(int);
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) throw ErrnoError(env, errno, "getsockopt", "SO_TYPE");
   len = sizeof(int);

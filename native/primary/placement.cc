@@ -112,7 +112,8 @@ Napi::Value PickByClientForTest(const Napi::CallbackInfo& info) {
   std::vector<placement::WorkerView> views = Views(info[0].As<Napi::Array>());
   Napi::Array keys_js = info[1].As<Napi::Array>();
   std::vector<uint32_t> keys(views.size());
-  for (uint32_t i = 0; i < keys.size() && i < keys_js.Length(); i++) keys[i] = keys_js.Get(i).As<Napi::Number>().Uint32Value();
+  for (uint32_t i = 0; i < keys.size() && i < keys_js.Length(); i++)
+    keys[i] = keys_js.Get(i).As<Napi::Number>().Uint32Value();
   Napi::Object now_js = info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
   Napi::Object opts_js = info.Length() > 4 && info[4].IsObject() ? info[4].As<Napi::Object>() : Napi::Object::New(env);
   uint64_t client = HashOf(info[2].As<Napi::String>().Utf8Value(), KeyOf(opts_js.Get("secret")));
@@ -121,12 +122,14 @@ Napi::Value PickByClientForTest(const Napi::CallbackInfo& info) {
   o.max_connections = I32(opts_js, "maxConnections");
   o.avoid_us = U32(opts_js, "avoidUs", o.avoid_us);
   uint64_t stall_us = U32(opts_js, "stallUs", 100000);
-  return Napi::Number::New(env, placement::PickByClient(views.data(), keys.data(), views.size(), client, o, now, stall_us));
+  return Napi::Number::New(env,
+                           placement::PickByClient(views.data(), keys.data(), views.size(), client, o, now, stall_us));
 }
 
 Napi::Value ClientHashForTest(const Napi::CallbackInfo& info) {
   char hex[17];
-  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(HashOf(info[0].As<Napi::String>().Utf8Value(), KeyOf(info[1]))));
+  std::snprintf(hex, sizeof(hex), "%llx",
+                static_cast<unsigned long long>(HashOf(info[0].As<Napi::String>().Utf8Value(), KeyOf(info[1]))));
   return Napi::String::New(info.Env(), hex);
 }
 

@@ -70,7 +70,7 @@ class ProxyReader {
     uint32_t listener = 0;
     uint32_t generation = 0;  // tags from a slot's previous occupant are ignored
     uint32_t deadline_ms = 0;
-    size_t heap_pos = 0;       // where it is in deadlines_, while waiting
+    size_t heap_pos = 0;  // where it is in deadlines_, while waiting
     Peer own{};
     bool trusted = false;      // own is inside proxyFrom: its header may name the client
     uint64_t accepted_ns = 0;  // kept for the dispatch wait the worker measures
@@ -97,8 +97,8 @@ class ProxyReader {
   void HeapUp(size_t pos);
   void HeapDown(size_t pos);
   void HeapRemove(size_t pos);
-  std::vector<uint8_t> scratch_;                   // one v2 header at its largest
-  ssize_t last_peek_ = 0;                          // what TryParse's first peek returned
+  std::vector<uint8_t> scratch_;  // one v2 header at its largest
+  ssize_t last_peek_ = 0;         // what TryParse's first peek returned
 };
 
 }  // namespace herdless

@@ -70,7 +70,8 @@ uint64_t MonotonicNanos() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns, const Peer* peers) {
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns,
+                 const Peer* peers) {
   Payload payload{listener, static_cast<uint32_t>(count), accepted_ns};
   iovec iov[2] = {{&payload, sizeof(payload)}, {const_cast<Peer*>(peers), sizeof(Peer) * count}};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxBatch)];
@@ -204,7 +205,8 @@ Napi::Value DrainChannel(const Napi::CallbackInfo& info) {
   for (const Handoff& h : handoffs) any = any || h.peer.family != 0 || h.peer.flags != 0;
   if (any) {
     Napi::Buffer<uint8_t> peers = Napi::Buffer<uint8_t>::New(env, handoffs.size() * sizeof(Peer));
-    for (size_t i = 0; i < handoffs.size(); i++) std::memcpy(peers.Data() + i * sizeof(Peer), &handoffs[i].peer, sizeof(Peer));
+    for (size_t i = 0; i < handoffs.size(); i++)
+      std::memcpy(peers.Data() + i * sizeof(Peer), &handoffs[i].peer, sizeof(Peer));
     out.Set("peers", peers);
   }
   return out;

@@ -53,7 +53,8 @@ uint64_t MonotonicNanos();
 // Sends `count` (1..kMaxBatch) connections accepted on `listener` as one record, dated
 // `accepted_ns` (the oldest one's accept time), with their Peers (count of them) when `peers`
 // is not null. Returns 0, or an errno value (EAGAIN when the channel is full).
-int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns, const Peer* peers = nullptr);
+int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, uint64_t accepted_ns,
+                 const Peer* peers = nullptr);
 
 // Reads up to `max` records without blocking, appending each connection to *out and adding
 // the number of connections the records announced to *announced. Returns 0 when the channel

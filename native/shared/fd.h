@@ -12,12 +12,19 @@ class UniqueFd {
   UniqueFd& operator=(const UniqueFd&) = delete;
   UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
   UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) { Reset(); fd_ = other.Release(); }
+    if (this != &other) {
+      Reset();
+      fd_ = other.Release();
+    }
     return *this;
   }
   int Get() const { return fd_; }
   bool Valid() const { return fd_ >= 0; }
-  int Release() { int fd = fd_; fd_ = -1; return fd; }
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
   void Reset(int fd = -1) {
     // close() is not retried on EINTR: on Linux the fd is gone either way.
     if (fd_ >= 0) ::close(fd_);

@@ -17,31 +17,32 @@ namespace herdless {
 
 // Indices into the worker's Int32Array; keep in step with src/scoreboard.ts.
 enum ScoreField : int {
-  kReceived = 0,      // connections the worker has taken off its channel (wraps)
-  kOpen = 1,          // connections open in the worker now
-  kInFlight = 2,      // requests being handled now
-  kRequests = 3,      // requests served (wraps)
+  kReceived = 0,  // connections the worker has taken off its channel (wraps)
+  kOpen = 1,      // connections open in the worker now
+  kInFlight = 2,  // requests being handled now
+  kRequests = 3,  // requests served (wraps)
   // 4: unused since the loop state (12..15) replaced the 25 ms heartbeat; kept free so the
   // other indices stay put.
-  kWakeups = 5,       // herd/reuseport: times the worker woke to accept
-  kEmptyWakeups = 6,  // ... and found nothing
-  kRejected = 7,      // hand-off records that were malformed or lost fds (MSG_CTRUNC)
-  kUtilization = 8,   // event-loop utilisation over the last ~100 ms, per mille
-  kRssKb = 9,         // resident set size in KiB, refreshed at most once a second while the loop runs
+  kWakeups = 5,          // herd/reuseport: times the worker woke to accept
+  kEmptyWakeups = 6,     // ... and found nothing
+  kRejected = 7,         // hand-off records that were malformed or lost fds (MSG_CTRUNC)
+  kUtilization = 8,      // event-loop utilisation over the last ~100 ms, per mille
+  kRssKb = 9,            // resident set size in KiB, refreshed at most once a second while the loop runs
   kMaxConnections = 10,  // the app server's maxConnections (0: none): a cap for the dispatcher
   kFdRoomStalls = 11,    // times the worker stopped reading its channel near its fd limit
   // The worker's event loop, written by native/loop-state.cc (no timer: a store per wake-up):
-  kLoopState = 12,   // bit 0: 1 = awake (running callbacks), 0 = asleep in the poll phase;
-                     // bits 1..31: CLOCK_MONOTONIC microseconds (low 32 bits) of that change
-  kBusyMicros = 13,  // microseconds the loop has spent awake, updated as it falls asleep (wraps)
-  kLoopWakeups = 14, // times the loop woke from sleep (wraps)
-  kLoopSinceMs = 15, // CLOCK_MONOTONIC milliseconds (low 32 bits) of the last change: long spans
+  kLoopState = 12,    // bit 0: 1 = awake (running callbacks), 0 = asleep in the poll phase;
+                      // bits 1..31: CLOCK_MONOTONIC microseconds (low 32 bits) of that change
+  kBusyMicros = 13,   // microseconds the loop has spent awake, updated as it falls asleep (wraps)
+  kLoopWakeups = 14,  // times the loop woke from sleep (wraps)
+  kLoopSinceMs = 15,  // CLOCK_MONOTONIC milliseconds (low 32 bits) of the last change: long spans
   kFieldCount = 16,   // 64 bytes: one cache line per worker
 };
 
 // Upper bounds (le, µs) of the dispatch-wait buckets; the last bucket is +Inf. Keep in step
 // with src/scoreboard.ts (WAIT_BUCKETS_SECONDS).
-constexpr uint32_t kWaitBoundsUs[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000};
+constexpr uint32_t kWaitBoundsUs[] = {50,    100,   250,   500,    1000,   2500,   5000,
+                                      10000, 25000, 50000, 100000, 250000, 500000, 1000000};
 constexpr size_t kWaitBuckets = sizeof(kWaitBoundsUs) / sizeof(kWaitBoundsUs[0]) + 1;
 
 // Per-bucket counts (not cumulative: one add per connection) and the sum of waits in µs.

@@ -11,7 +11,7 @@
 namespace herdless {
 namespace {
 
-constexpr size_t kReadBatch = 64;         // per wake-up, so a flood cannot starve the loop
+constexpr size_t kReadBatch = 64;  // per wake-up, so a flood cannot starve the loop
 constexpr uint64_t kFdExhaustedRetryMs = 100;
 constexpr uint64_t kFdRoomRetryMs = 50;
 constexpr uint32_t kEmptyWakeupsBeforePause = 64;  // near the fd limit: look again once some connections closed
@@ -181,7 +181,8 @@ void Inbox::RecordWaits(const std::vector<Handoff>& handoffs) {
 }
 
 void Inbox::Publish(ScoreField field, double value) {
-  if (board_ != nullptr) board_->field[field].store(static_cast<int32_t>(static_cast<uint32_t>(value)), std::memory_order_relaxed);
+  if (board_ != nullptr)
+    board_->field[field].store(static_cast<int32_t>(static_cast<uint32_t>(value)), std::memory_order_relaxed);
 }
 
 // Reads records while the fds they carry can be installed. Near the fd limit it stops and
@@ -276,7 +277,8 @@ void Inbox::Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool 
   try {
     Napi::Value count = Napi::Number::New(env, static_cast<double>(consumed));
     callback_.MakeCallback(env.Global(), {arg, count, peers}, *context_);
-    if (hangup && consumed > 0) callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, 0)}, *context_);
+    if (hangup && consumed > 0)
+      callback_.MakeCallback(env.Global(), {env.Null(), Napi::Number::New(env, 0)}, *context_);
   } catch (const Napi::Error& e) {
     // No JS frame is below us: surface it as an uncaught exception, like any callback.
     napi_fatal_exception(env, e.Value());

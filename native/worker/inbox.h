@@ -7,8 +7,8 @@
 // trusted to be connected stream sockets (consumed also counts records the kernel truncated, so
 // the dispatcher's "sent but not yet received" figure stays exact), or cb(null, 0) once when
 // a channel hangs up (the primary is gone). proxied: [i, address, port, family, ...] for the
-// connections whose client a PROXY header named, else undefined. Keeping both sources behind one interface makes the comparison modes differ only
-// in who calls accept(), which is exactly what the benchmarks compare.
+// connections whose client a PROXY header named, else undefined. Keeping both sources behind one interface makes the
+// comparison modes differ only in who calls accept(), which is exactly what the benchmarks compare.
 #pragma once
 #include <napi.h>
 #include <uv.h>
@@ -38,7 +38,7 @@ class Inbox : public Napi::ObjectWrap<Inbox> {
   void Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool hangup);
   void Shutdown();
   void PauseFor(uint64_t ms);
-  void Publish(ScoreField field, double value);  // into this worker's scoreboard, if given
+  void Publish(ScoreField field, double value);            // into this worker's scoreboard, if given
   void RecordWaits(const std::vector<Handoff>& handoffs);  // dispatch-wait histogram, if a board
 
   int fd_;

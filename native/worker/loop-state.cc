@@ -103,7 +103,9 @@ void TurnWindow(uint32_t now_ms) {
   state->window_ms = now_ms;
 }
 
-void Store(ScoreField f, uint32_t v) { state->board->field[f].store(static_cast<int32_t>(v), std::memory_order_relaxed); }
+void Store(ScoreField f, uint32_t v) {
+  state->board->field[f].store(static_cast<int32_t>(v), std::memory_order_relaxed);
+}
 
 void PublishRss(uint32_t now_ms) {
   size_t rss = 0;
@@ -156,7 +158,8 @@ bool HookJsEntry() {
   using Callback = void (*)(void*);
   using AddCallback = void (*)(void* isolate, Callback cb);
   auto get = reinterpret_cast<GetCurrent>(dlsym(RTLD_DEFAULT, "_ZN2v87Isolate10GetCurrentEv"));
-  auto add = reinterpret_cast<AddCallback>(dlsym(RTLD_DEFAULT, "_ZN2v87Isolate28AddBeforeCallEnteredCallbackEPFvPS0_E"));
+  auto add =
+      reinterpret_cast<AddCallback>(dlsym(RTLD_DEFAULT, "_ZN2v87Isolate28AddBeforeCallEnteredCallbackEPFvPS0_E"));
   if (get == nullptr || add == nullptr) return false;
   void* isolate = get();
   if (isolate == nullptr) return false;

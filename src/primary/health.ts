@@ -90,7 +90,7 @@ export class HealthBook {
 
   /** One 'message' listener per worker, for every ask it will ever get. */
   private listen(w: WorkerHandle): Map<number, (a: Answer) => void> {
-    let waiting = this.waiting.get(w);
+    const waiting = this.waiting.get(w);
     if (waiting) return waiting;
     const map = new Map<number, (a: Answer) => void>();
     this.waiting.set(w, map);

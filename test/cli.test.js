@@ -248,7 +248,10 @@ describe('CLI', function () {
       cli.child.kill('SIGUSR1');
       const status = (await cli.waitLog(/status: [^\n]*\n(.*worker \d+ pid \d+ ready: .*\n){2}/, 5000, mark))[0];
       const m = /status: mode dispatch, 2 workers; accepted (\d+), handed off (\d+)/.exec(status);
-      assert.deepEqual([Number(m[1]), Number(m[2])], [3, 3]);
+      // Handed off counts every send: a connection stolen back from a worker whose loop stayed
+      // busy (a cold first request) and handed on counts twice.
+      assert.equal(Number(m[1]), 3);
+      assert.ok(Number(m[2]) >= 3, `handed off ${m[2]} of 3 accepted`);
       served = [...status.matchAll(/ready: \d+ open, \d+ in flight, (\d+) served/g)].map((x) => Number(x[1]));
       return served[0] + served[1] === 3;
     }, 3000);

@@ -34,6 +34,10 @@ async function fromWorkers(port, n, urlPath = '/') {
   return [...byPid.values()];
 }
 
+
+/** The app's own lines, without the `[slot pid] ` that the CLI puts before each worker line. */
+const unprefixed = (log) => log.replace(/^\[\d+ \d+\] /gm, '');
+
 describe('the app is the main module, in a cluster worker', function () {
   this.timeout(60000);
   afterEach(() => killAll());
@@ -172,7 +176,7 @@ describe('shutdown as in plain Node', function () {
     const worker = Number(closing.body.split(' ')[1]);
     const exit = await cli.waitLog(new RegExp(`close-plain ${worker} exit (\\d+)`), 10000);
     assert.equal(exit[1], '0');
-    const lines = cli.log().split('\n').filter((l) => l.startsWith(`close-plain ${worker}`)).map((l) => l.split(' ')[2]);
+    const lines = unprefixed(cli.log()).split('\n').filter((l) => l.startsWith(`close-plain ${worker}`)).map((l) => l.split(' ')[2]);
     assert.deepEqual(lines, ['after-close', 'callback', 'timer', 'exit']);
     await cli.waitLog(new RegExp(`exited \\(pid ${worker}, code 0, closed\\)`), 5000);
     // A fresh worker took its place.
@@ -185,7 +189,7 @@ describe('shutdown as in plain Node', function () {
     const worker = Number((await get(port, '/')).body);
     process.kill(worker, 'SIGTERM');
     await cli.waitLog(new RegExp(`sigterm-app ${worker} exit 0`), 10000);
-    const lines = cli.log().split('\n').filter((l) => l.startsWith(`sigterm-app ${worker}`)).map((l) => l.split(' ')[2]);
+    const lines = unprefixed(cli.log()).split('\n').filter((l) => l.startsWith(`sigterm-app ${worker}`)).map((l) => l.split(' ')[2]);
     assert.deepEqual(lines, ['SIGTERM', 'closed', 'exit']);
     await waitUntil(async () => Number((await get(port, '/')).body) !== worker, 10000);
   });
@@ -213,7 +217,7 @@ describe('shutdown as in plain Node', function () {
     assert.equal(code, 0, cli.log());
     assert.ok(Date.now() - t0 < 10000, 'the stop waited for the deadline');
     for (const w of workers) {
-      const lines = cli.log().split('\n').filter((l) => l.startsWith(`sigterm-app ${w}`)).map((l) => l.split(' ').slice(2).join(' '));
+      const lines = unprefixed(cli.log()).split('\n').filter((l) => l.startsWith(`sigterm-app ${w}`)).map((l) => l.split(' ').slice(2).join(' '));
       assert.deepEqual(lines, ['SIGTERM', 'closed', 'exit 0'], `worker ${w}:\n${cli.log()}`);
     }
   });
@@ -227,7 +231,7 @@ describe('shutdown as in plain Node', function () {
     const { code } = await cli.exited;
     assert.equal(code, 0);
     assert.ok(Date.now() - t0 < 10000, 'the stop waited for the deadline');
-    assert.match(cli.log(), new RegExp(`sigterm-app ${worker} SIGTERM\\nsigterm-app ${worker} exit 0`));
+    assert.match(unprefixed(cli.log()), new RegExp(`sigterm-app ${worker} SIGTERM\\nsigterm-app ${worker} exit 0`));
   });
 
   it("herdless's stop, an app whose SIGTERM handler keeps it alive: ended at the shutdown deadline", async () => {

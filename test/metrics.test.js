@@ -66,7 +66,8 @@ describe('metrics', function () {
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.equal(after.herdless_connections_accepted_total - before.herdless_connections_accepted_total, 6);
-    assert.equal(after.herdless_connections_handed_off_total - before.herdless_connections_handed_off_total, 6);
+    // Every send counts: a connection stolen back from a busy worker and handed on counts twice.
+    assert.ok(after.herdless_connections_handed_off_total - before.herdless_connections_handed_off_total >= 6);
     assert.equal(after.herdless_workers, 2);
     const stats = d.stats();
     for (const w of stats.workers) {

@@ -102,15 +102,15 @@ describe("the app's prom-client metrics, aggregated", function () {
     assert.deepEqual(JSON.parse((await get(d.address().port)).text), { promLoaded: false });
   });
 
-  it('metrics.perWorker is checked by the options and documented in the README options table', () => {
+  it('metrics.perWorker is checked by the options and documented in the options table (docs/configuration.md)', () => {
     assert.equal(normalizeOptions({ app: APP, listen: local, metrics: { port: 0, perWorker: true } }).metrics.perWorker, true);
     assert.equal(normalizeOptions({ app: APP, listen: local, metrics: { port: 0 } }).metrics.perWorker, false);
     assert.throws(
       () => normalizeOptions({ app: APP, listen: local, metrics: { port: 0, perWorker: 'yes' } }),
       (err) => err.code === 'ERR_HERDLESS_INVALID_OPTION' && err.option === 'metrics.perWorker',
     );
-    const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    const readme = fs.readFileSync(path.join(__dirname, '..', 'docs', 'configuration.md'), 'utf8');
     const row = readme.split('\n').find((l) => l.startsWith('| `metrics`'));
-    assert.ok(row?.includes('perWorker'), `the README's metrics row does not mention perWorker: ${row}`);
+    assert.ok(row?.includes('perWorker'), `the options table's metrics row does not mention perWorker: ${row}`);
   });
 });

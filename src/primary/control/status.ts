@@ -89,8 +89,10 @@ export class StatusBuilder {
     seen.set(w.id, { at: now, requests: w.requestsServed });
     const prev = this.last.get(w.id);
     const gap = prev ? now - prev.at : 0;
+    // The change since the previous status is the freshest figure; the health figure (as of the
+    // last health ask, up to a second or more old) stands in when there is no recent status.
     let rate: number | null = health ? health.requestsPerSecond : null;
-    if (rate === null && prev && gap >= MIN_RATE_GAP_MS && gap <= MAX_RATE_GAP_MS) rate = ((w.requestsServed - prev.requests) * 1000) / gap;
+    if (prev && gap >= MIN_RATE_GAP_MS && gap <= MAX_RATE_GAP_MS) rate = ((w.requestsServed - prev.requests) * 1000) / gap;
     if (prev && gap < MIN_RATE_GAP_MS) seen.set(w.id, prev); // too close: keep the older sample
     return {
       slot: w.slot,

@@ -276,7 +276,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     const clock = this.addon.monotonicMillis();
     const acceptorStats = this.acceptor?.stats();
     const pending = acceptorStats?.pendingByWorker ?? {};
-    if (this.opts.health && !this.closing) this.health.refreshIfOld(this.pool.serving());
+    // Health figures as of the last ask (a scrape, a control status, refreshHealth()): stats()
+    // itself sends nothing to the workers, so polling it wakes no worker.
     const workers: WorkerStats[] = [...this.pool.workers.values()].map((w) => {
       const loop = readLoop(w.board, clock);
       const health = this.health.get(w);

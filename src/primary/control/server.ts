@@ -235,6 +235,8 @@ export class ControlServer {
       case 'hello':
         return { v: CONTROL_VERSION, pid: process.pid, app: info.app, version: info.version, startedAt: info.startedAt } satisfies ControlHello;
       case 'status':
+        // Health figures are asked for here, when someone looks, never by stats() itself.
+        await this.statusBuilder.refresh();
         return this.statusBuilder.build();
       case 'scale': {
         if (typeof args.to === 'number') return actions.scale(args.to);

@@ -59,6 +59,11 @@ export class StatusBuilder {
     private readonly info: StatusInfo,
   ) {}
 
+  /** Fresh health figures from every serving worker (at most ~300 ms; a blocked one stays stale). */
+  async refresh(): Promise<void> {
+    await this.d.refreshHealth(300);
+  }
+
   build(): StatusResult {
     const now = Date.now();
     const s = this.d.stats();

@@ -72,7 +72,6 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
   for (int i = 0; i < kAcceptBatch; i++) {
     if (proxy_.Enabled() && proxy_.Full()) {
       // Headers still to read fill the reader: leave the rest in the kernel's backlog.
-      proxy_.counters.full.fetch_add(1, std::memory_order_relaxed);
       ArmListeners(false);
       break;
     }
@@ -199,6 +198,8 @@ void Acceptor::ListenerFailed(size_t index, int err, const char* syscall) {
 void Acceptor::ArmListeners(bool armed) {
   if (listeners_armed_ == armed) return;
   listeners_armed_ = armed;
+  // Counted here, once per pause, whichever path saw the reader fill first.
+  if (!armed) proxy_.counters.full.fetch_add(1, std::memory_order_relaxed);
   for (size_t i = 0; i < listeners_.size(); i++) {
     if (dead_[i]) continue;
     epoll_event ev{};

@@ -140,6 +140,30 @@ describe('listen() in a worker goes to the primary', function () {
     }
   });
 
+  it('exclusive: true gives each worker a socket of its own, as under cluster (listen(0): a port each; a fixed port: EADDRINUSE for the second)', async () => {
+    d = await Dispatcher.start({ app: fixture('exclusive.js'), min: 2, max: 2 });
+    await waitFor(() => ports(d).length === 2, 5000, 20, 'two listeners');
+    const owners = [];
+    for (const port of ports(d)) {
+      const answers = await Promise.all(Array.from({ length: 6 }, () => get(port, '/').then((r) => JSON.parse(r.text))));
+      assert.ok(answers.every((a) => a.port === port && a.pid === answers[0].pid), `port ${port} is one worker's own`);
+      owners.push(answers[0].pid);
+    }
+    assert.notEqual(owners[0], owners[1]);
+    await d.close({ timeout: 2000 });
+    const fixed = await portInUse();
+    const port = fixed.address().port;
+    fixed.close();
+    d = await Dispatcher.start({ app: fixture('exclusive.js'), min: 2, max: 2, env: { PORT_X: String(port) } });
+    await waitFor(() => ports(d).length === 2, 5000, 20, 'the owner and the report');
+    const seen = await Promise.all(ports(d).map(async (p) => JSON.parse((await get(p, '/')).text)));
+    const owner = seen.find((a) => a.port === port);
+    const report = seen.find((a) => a.error);
+    assert.ok(owner && report, JSON.stringify(seen));
+    assert.equal(report.error, 'EADDRINUSE');
+    assert.notEqual(owner.pid, report.pid);
+  });
+
   it("server.close() of one of two servers loses no connection of the other; its listener closes once nobody listens", async () => {
     d = await Dispatcher.start({ app: fixture('two.js'), min: 2, max: 2, env: { CLOSE_ADMIN_MS: '1500' } });
     const [apiPort, adminPort] = ports(d);

@@ -21,9 +21,14 @@ interface AppListener {
   members: Set<number>;
 }
 
-function keyOf(spec: AppListenSpec): string {
+/**
+ * The listener a spec names. `exclusive` (as under `cluster`) is a socket of that worker's
+ * own: never shared, so a second one on the same address fails with EADDRINUSE and listen(0)
+ * gives each worker its own port; it still lives in the primary, like every other listener.
+ */
+function keyOf(spec: AppListenSpec, workerId: number): string {
   const where = spec.kind === 'unix' ? `unix:${spec.path}` : `tcp:${spec.ip ?? '*'}:${spec.port}${spec.ipv6Only ? ':v6only' : ''}`;
-  return `${where}#${spec.nth}`;
+  return `${where}#${spec.nth}${spec.exclusive ? `!${workerId}` : ''}`;
 }
 
 export function infoOf(l: Listener): ListenerInfo {
@@ -42,8 +47,8 @@ export class AppListeners {
 
   /** Opens (or joins) the listener for `spec` as worker `workerId`; throws a ListenFailure. */
   listen(workerId: number, spec: AppListenSpec): { index: number; info: ListenerInfo } {
-    let l = this.byKey.get(keyOf(spec));
-    if (!l) l = this.open(spec);
+    let l = this.byKey.get(keyOf(spec, workerId));
+    if (!l) l = this.open(spec, workerId);
     if (!l.members.has(workerId)) {
       l.members.add(workerId);
       this.acceptor.joinListener(l.index, workerId, true);
@@ -51,8 +56,8 @@ export class AppListeners {
     return { index: l.index, info: infoOf(l.listener) };
   }
 
-  private open(spec: AppListenSpec): AppListener {
-    const listener = this.inherited(spec) ?? openSocket(this.addon, spec);
+  private open(spec: AppListenSpec, workerId: number): AppListener {
+    const listener = this.inherited(keyOf(spec, workerId), spec) ?? openSocket(this.addon, spec);
     let index: number;
     try {
       index = this.acceptor.addListener(listener.fd);
@@ -60,17 +65,17 @@ export class AppListeners {
       closeListeners(this.addon, [listener]);
       throw failure(err, spec);
     }
-    const l: AppListener = { index, listener, keys: [keyOf(spec)], members: new Set() };
+    const l: AppListener = { index, listener, keys: [keyOf(spec, workerId)], members: new Set() };
     // listen(0) then listen(<that port>) from another worker is the same listener.
-    if (spec.kind === 'tcp' && spec.port === 0) l.keys.push(keyOf({ ...spec, port: listener.info.port! }));
+    if (spec.kind === 'tcp' && spec.port === 0) l.keys.push(keyOf({ ...spec, port: listener.info.port! }, workerId));
     for (const k of l.keys) this.byKey.set(k, l);
     this.byIndex.set(index, l);
     return l;
   }
 
   /** After an upgrade: the old primary's socket for this address, so the port never closes (and listen(0) keeps its port). */
-  private inherited(spec: AppListenSpec): Listener | undefined {
-    const fd = takeInherited(this.addon, INHERITED_PREFIX + keyOf(spec));
+  private inherited(key: string, spec: AppListenSpec): Listener | undefined {
+    const fd = takeInherited(this.addon, INHERITED_PREFIX + key);
     if (fd === undefined) return undefined;
     const info = this.addon.socketInfo(fd);
     if (!info.listening) {

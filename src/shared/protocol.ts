@@ -36,8 +36,8 @@ export interface ListenerInfo {
  * worker B's first are one.
  */
 export type AppListenSpec =
-  | { kind: 'tcp'; ip?: string; port: number; backlog: number; ipv6Only: boolean; nth: number }
-  | { kind: 'unix'; path: string; backlog: number; readableAll: boolean; writableAll: boolean; nth: number };
+  | { kind: 'tcp'; ip?: string; port: number; backlog: number; ipv6Only: boolean; nth: number; exclusive?: boolean }
+  | { kind: 'unix'; path: string; backlog: number; readableAll: boolean; writableAll: boolean; nth: number; exclusive?: boolean };
 
 /** A failed app listen(), as the worker rebuilds Node's error from it. */
 export interface ListenFailure {

@@ -150,9 +150,10 @@ export function routeAppListen(hooks: AppListenHooks): void {
       const port = validatePort(options.port);
       const host = options.host as string | undefined;
       const ipv6Only = options.ipv6Only === true;
+      const exclusive = options.exclusive === true;
       const go = (ip: string | undefined) => {
         const nth = takeSlot(this, `tcp:${ip ?? '*'}:${port}:${ipv6Only}`);
-        ask({ kind: 'tcp', ip, port, backlog, ipv6Only, nth }, (reply) => settle(this, reply, ip ?? null, port, hooks));
+        ask({ kind: 'tcp', ip, port, backlog, ipv6Only, nth, exclusive }, (reply) => settle(this, reply, ip ?? null, port, hooks));
       };
       if (host) {
         dns.lookup(host, (err, ip) => {
@@ -168,7 +169,7 @@ export function routeAppListen(hooks: AppListenHooks): void {
       const path = options.path;
       s._pipeName = path;
       const nth = takeSlot(this, `unix:${path}`);
-      const spec: AppListenSpec = { kind: 'unix', path, backlog, readableAll: options.readableAll === true, writableAll: options.writableAll === true, nth };
+      const spec: AppListenSpec = { kind: 'unix', path, backlog, readableAll: options.readableAll === true, writableAll: options.writableAll === true, nth, exclusive: options.exclusive === true };
       ask(spec, (reply) => settle(this, reply, path, -1, hooks));
       return this;
     }

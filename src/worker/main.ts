@@ -353,11 +353,16 @@ process.on('disconnect', () => drain('primary-gone', ORPHAN_DEADLINE_MS));
 // sends the deadline.
 // An app with SIGTERM handlers of its own owns SIGTERM, as in plain Node (they run after
 // this one, hence the look once the emit is over).
+const SIGTERM_SETTLE_MS = 30;
 function onSigterm(): void {
-  if (primaryGone()) drain('primary-gone', ORPHAN_DEADLINE_MS);
-  else setImmediate(() => {
-    if (!appHandles('SIGTERM')) drain('signal');
-  });
+  if (primaryGone()) return drain('primary-gone', ORPHAN_DEADLINE_MS);
+  // A primary killed outright signals us while its threads are still exiting, and on a busy
+  // machine its main thread may not read as a zombie yet: look again a moment later (by
+  // then the channel's hang-up, 'disconnect', may have said so first).
+  setTimeout(() => {
+    if (primaryGone()) drain('primary-gone', ORPHAN_DEADLINE_MS);
+    else if (!appHandles('SIGTERM')) drain('signal');
+  }, SIGTERM_SETTLE_MS);
 }
 process.on('SIGTERM', onSigterm);
 

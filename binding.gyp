@@ -13,7 +13,7 @@
       "conditions": [
         ["OS=='linux'", { "sources": [
           "native/shared/errors.cc", "native/shared/channel.cc", "native/shared/scoreboard.cc", "native/shared/process.cc",
-          "native/primary/acceptor.cc", "native/primary/accept-thread.cc", "native/primary/hand-off.cc",
+          "native/primary/acceptor.cc", "native/primary/accept-thread.cc", "native/primary/short-slice.cc", "native/primary/hand-off.cc",
           "native/primary/listener-set.cc", "native/primary/listener.cc", "native/primary/peer-credentials.cc",
           "native/primary/placement.cc", "native/primary/listen-queue.cc", "native/primary/notify.cc",
           "native/primary/proxy-reader.cc",

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "primary/coalesce.h"
+#include "primary/short-slice.h"
 #include "shared/errors.h"
 #include "shared/fd.h"
 
@@ -170,6 +171,7 @@ void Acceptor::DrainWake() {
 void Acceptor::Run() {
   // Named, so that top -H, perf and /proc/<pid>/task/*/comm can tell it apart.
   pthread_setname_np(pthread_self(), "herdless-accept");
+  short_slice_.store(RequestShortSlice(), std::memory_order_relaxed);
   RunLoop();
   std::lock_guard<std::mutex> lock(mutex_);
   running_ = false;

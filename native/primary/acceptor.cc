@@ -342,6 +342,7 @@ Napi::Value Acceptor::Stats(const Napi::CallbackInfo& info) {
   out.Set("fdPauses", num(fd_pauses_));
   out.Set("fdPausedMs", num(fd_pause_ms_));
   out.Set("dropped", num(dropped_));
+  out.Set("shortSlice", Napi::Boolean::New(env, short_slice_.load(std::memory_order_relaxed)));
   Napi::Object errors = Napi::Object::New(env);
   for (int e = 0; e < 256; e++) {
     uint64_t n = accept_errors_[e].load(std::memory_order_relaxed);

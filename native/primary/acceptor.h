@@ -151,7 +151,8 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
 
   // Counters written by the accept thread, read by stats()
   std::atomic<uint64_t> accepted_{0}, handed_off_{0}, retries_{0}, redispatched_{0}, stolen_{0}, steals_{0};
-  std::atomic<uint64_t> dropped_{0};  // closed undelivered: stopped, or no worker had room
+  std::atomic<uint64_t> dropped_{0};      // closed undelivered: stopped, or no worker had room
+  std::atomic<bool> short_slice_{false};  // RequestShortSlice() took (short-slice.cc)
   std::atomic<uint64_t> backpressure_ms_{0}, fd_pause_ms_{0}, backpressure_pauses_{0}, fd_pauses_{0};
   std::atomic<uint64_t> accept_errors_[256] = {};
 };

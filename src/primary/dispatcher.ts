@@ -324,6 +324,7 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
         backpressurePausedMs: 0,
         fdPauses: 0,
         fdPausedMs: 0,
+        shortSlice: false,
         dropped: 0,
         waiting: 0,
       };

@@ -74,6 +74,8 @@ export interface DispatcherStats {
     backpressurePausedMs: number;
     fdPauses: number;
     fdPausedMs: number;
+    /** The accept thread runs with a short scheduler slice (Linux 6.12+), so a new connection waits less for it; false elsewhere. */
+    shortSlice: boolean;
     /** Closed without a hand-off: the dispatcher stopped while no worker had room. */
     dropped: number;
     /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */

@@ -37,6 +37,8 @@ export interface AcceptorStats {
   backpressurePausedMs: number;
   fdPauses: number;
   fdPausedMs: number;
+  /** The accept thread got a short scheduler slice (Linux 6.12+ EEVDF): it runs sooner when woken. */
+  shortSlice: boolean;
   /** Closed without a hand-off: stopped with no worker that had room. */
   dropped: number;
   acceptErrors: Record<string, number>;

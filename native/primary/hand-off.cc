@@ -83,7 +83,26 @@ int Acceptor::PickWorker(uint32_t, const std::vector<bool>& skip) {
     Worker& w = workers_[i];
     views_[i] = Observe(w, Usable(w, skip[i]), now);
   }
-  return placement::Pick(views_.data(), n, PlacementOptions(), {now.us, now.ms}, next_);
+  placement::Options opts = PlacementOptions();
+  placement::Clock clock{now.us, now.ms};
+  int chosen = placement::Pick(views_.data(), n, opts, clock, next_);
+  if (chosen < 0) return -1;
+  // A worker left out only because its channel is full (a burst outran its reads: the kernel
+  // queues about 10 records) is a better place for the next connection than a loop held
+  // past avoid_us, where it would wait for the stall to end or be stolen back: keep it in
+  // the backlog for one back-pressure pause (2 ms) instead. Bounded: a full worker that
+  // stops reading is held (slow) itself after avoid_us, and is then no better.
+  placement::Tier tier = placement::Assess(views_[static_cast<size_t>(chosen)], opts, clock).tier;
+  if (tier >= placement::Tier::kSlow) {
+    for (size_t i = 0; i < n; i++) {
+      Worker& w = workers_[i];
+      if (!w.full || w.paused || skip[i]) continue;
+      placement::WorkerView v = views_[i];
+      v.usable = true;
+      if (placement::Assess(v, opts, clock).tier < tier) return -1;
+    }
+  }
+  return chosen;
 }
 
 placement::Options Acceptor::PlacementOptions() const {

@@ -1,38 +1,25 @@
 /**
- * The set of worker processes: starting them (with back-off and crash-loop detection),
- * adding them to dispatch once ready, retiring them gracefully, replacing them, and
- * cleaning up after each exit so that no connection it was sent is lost.
+ * The set of worker processes: starting them (with back-off and crash-loop detection,
+ * crash-loop.ts), adding them to dispatch once ready, retiring them gracefully, replacing
+ * them, and cleaning up after each exit so that no connection it was sent is lost
+ * (read-back.ts).
  *
  * How many workers there should be is decided elsewhere (the Supervisor, resize(), reload());
  * the pool keeps `target` workers alive and replaces crashed ones.
  */
 import { EventEmitter } from 'node:events';
 import type { Addon, NativeAcceptor } from '../shared/binding';
-import { HerdlessError } from '../shared/errors';
+import type { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
 import { answerListen, type AppListeners } from './app-listeners';
 import { isWorkerMessage } from '../shared/protocol';
 import type { NormalizedOptions } from './options';
-import { addWaitCounts, emptyWait, readWait, waitFollows, type WaitCounts } from '../shared/scoreboard';
-import { fdHeadroom, WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
+import type { WaitCounts } from '../shared/scoreboard';
+import { WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
 import { emptyIpcCounts } from './ipc-guard';
-
-const RESPAWN_BASE_MS = 100;
-const RESPAWN_MAX_MS = 10_000;
-/** A worker that dies sooner than this after start counts towards a crash loop. */
-const QUICK_CRASH_MS = 10_000;
-const CRASH_LOOP_COUNT = 5;
-/** Back-off cap when processes cannot be created at all (fds or pids exhausted). */
-const SPAWN_RETRY_MAX_MS = 5_000;
-/**
- * Connections read back from a worker's channel need an fd each in the primary: the kernel
- * closes those it cannot install (MSG_CTRUNC), which resets the client. So they are read
- * back only with this many fds to spare beyond those the worker may have unread, and
- * otherwise left in the channel (which holds them safely) and tried again shortly.
- */
-const READBACK_SPARE_FDS = 16;
-const READBACK_RETRY_MS = 100;
-const READBACK_GIVE_UP_MS = 30_000;
+import { CrashLoop } from './crash-loop';
+import { DispatchWait } from './dispatch-wait';
+import { ReadBack } from './read-back';
 
 export interface PoolEvents {
   'worker-start': [{ id: number; slot: number; pid: number }];
@@ -53,21 +40,10 @@ export class Pool extends EventEmitter<PoolEvents> {
   private readonly slotStarts = new Map<number, number>();
   private closing = false;
   private started = false;
-  private quickCrashes = 0;
-  /** spawn() failures in a row (EMFILE, EAGAIN...): back-off, but never a crash-loop halt once started. */
-  private spawnFailures = 0;
-  /** Back-off sleeps under way: close() cuts them short. */
-  private readonly sleepers = new Set<() => void>();
-  /** Workers taken out of dispatch -> how many connections they had been sent and not read then. */
-  private readonly unreadBound = new Map<number, number>();
-  private halted: HerdlessError | undefined;
-  /** Dispatch-wait counts of workers that have exited: a histogram's counts never go down. */
-  private readonly retiredWait = emptyWait();
-  /** Each worker's last histogram that could be true (see readWait): what counts for it. */
-  private readonly lastWait = new Map<number, WaitCounts>();
-  /** Workers whose histogram page was refused as implausible (written with nonsense), at least once. */
-  private readonly refusedWait = new Set<number>();
-  refusedWaitPages = 0;
+  /** Back-off between starts, and the crash-loop halt. */
+  private readonly crashLoop = new CrashLoop();
+  private readonly wait = new DispatchWait();
+  private readonly readBack: ReadBack;
   /** What workers' IPC channels were refused (handles closed, channels ended, reads paused), over the pool's life. */
   readonly ipc = emptyIpcCounts();
   /** Starts under way (being started, or waiting out a back-off before a start). */
@@ -83,6 +59,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   ) {
     super();
     this.target = opts.min;
+    this.readBack = new ReadBack(acceptor, (err) => this.report(err));
   }
 
   /** Workers taking connections now. */
@@ -103,7 +80,7 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** Set once workers crash-loop: nothing starts until reload(). */
   get isHalted(): boolean {
-    return this.halted !== undefined;
+    return this.crashLoop.halted !== undefined;
   }
 
   /** Start `min` workers; rejects on an app load error or a crash loop. */
@@ -145,10 +122,10 @@ export class Pool extends EventEmitter<PoolEvents> {
   }
 
   private async launch(delayMs: number): Promise<WorkerHandle | undefined> {
-    if (delayMs > 0) await this.sleep(delayMs);
+    if (delayMs > 0) await this.crashLoop.sleep(delayMs);
     for (;;) {
       if (this.closing) return undefined;
-      if (this.halted) throw this.halted;
+      if (this.crashLoop.halted) throw this.crashLoop.halted;
       const w = this.startOne();
       try {
         await w.ready;
@@ -156,31 +133,10 @@ export class Pool extends EventEmitter<PoolEvents> {
       } catch (err) {
         if ((err as HerdlessError).code === 'ERR_HERDLESS_APP_LOAD') throw err;
         await w.exited;
-        if (this.halted) throw this.halted;
-        await this.sleep(this.backoff());
+        if (this.crashLoop.halted) throw this.crashLoop.halted;
+        await this.crashLoop.sleep(this.crashLoop.backoff());
       }
     }
-  }
-
-
-  private backoff(): number {
-    const crashes = this.quickCrashes === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.quickCrashes - 1), RESPAWN_MAX_MS);
-    const spawns = this.spawnFailures === 0 ? 0 : Math.min(RESPAWN_BASE_MS * 2 ** (this.spawnFailures - 1), SPAWN_RETRY_MAX_MS);
-    return Math.max(crashes, spawns);
-  }
-
-  /** A back-off wait that close() ends at once (no timer outlives the pool). */
-  private sleep(ms: number): Promise<void> {
-    if (this.closing) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.sleepers.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.sleepers.add(done);
-    });
   }
 
   /**
@@ -208,14 +164,7 @@ export class Pool extends EventEmitter<PoolEvents> {
     w.ready.then(
       () => {
         if (this.closing) return w.drain('shutdown');
-        this.spawnFailures = 0;
-        // A worker that lives QUICK_CRASH_MS breaks a row of quick crashes: without this,
-        // five SIGKILLs (OOM, an operator) of young workers over weeks would halt the pool.
-        const proven = setTimeout(() => {
-          if (w.state === 'ready') this.quickCrashes = 0;
-        }, QUICK_CRASH_MS);
-        proven.unref();
-        void w.exited.then(() => clearTimeout(proven));
+        this.crashLoop.noteReady(w);
         try {
           if (this.acceptor && w.channel) this.acceptor.addWorker(w.id, w.channel.primaryEnd, w.scoreboardFd, w.channel.workerEnd, w.slot);
         } catch (err) {
@@ -256,43 +205,26 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */
   dispatchWait(): WaitCounts {
-    const sum: WaitCounts = { buckets: [...this.retiredWait.buckets], sumUs: this.retiredWait.sumUs };
-    for (const w of this.workers.values()) addWaitCounts(sum, this.waitOf(w));
-    return sum;
+    return this.wait.total(this.workers.values());
   }
 
-  /**
-   * `w`'s histogram as far as it can be believed: its page while that is plausible and has
-   * only grown, else what it last showed that was; one worker's page never corrupts totals.
-   */
-  private waitOf(w: WorkerHandle): WaitCounts {
-    // No wait is longer than this primary has been up (plus a second for clock rounding).
-    const now = readWait(w.board, (process.uptime() + 1) * 1e6);
-    const last = this.lastWait.get(w.id);
-    if (now && (!last || waitFollows(last, now))) {
-      this.lastWait.set(w.id, now);
-      return now;
-    }
-    if (!this.refusedWait.has(w.id)) {
-      this.refusedWait.add(w.id);
-      this.refusedWaitPages++;
-    }
-    return last ?? emptyWait();
+  /** Workers whose histogram page was refused as implausible (written with nonsense), at least once. */
+  get refusedWaitPages(): number {
+    return this.wait.refusedPages;
   }
 
   private onExit(w: WorkerHandle, exit: WorkerExit): void {
-    // Its page is final now (the process is gone); it leaves this.workers below, in the same turn.
-    addWaitCounts(this.retiredWait, this.waitOf(w));
-    this.lastWait.delete(w.id);
-    this.refusedWait.delete(w.id);
-    this.detach(w);
-    this.reclaim(w, Date.now());
+    // It leaves this.workers below, in the same turn.
+    this.wait.retire(w);
+    this.readBack.detach(w);
+    this.readBack.reclaim(w);
     this.appListeners?.leaveAll(w.id);
     this.workers.delete(w.id);
     this.emit('worker-exit', exit);
-    if (w.spawnError) this.noteSpawnFailure(w.spawnError);
+    if (w.spawnError) this.crashLoop.noteSpawnFailure(w.spawnError, this.started);
     else if (exit.reason === 'crashed' || exit.reason === 'start-failed' || exit.reason === 'stalled') {
-      this.noteCrash(Date.now() - w.startedAt, w);
+      const halt = this.crashLoop.noteCrash(Date.now() - w.startedAt, w);
+      if (halt && this.started) this.emit('error', halt);
       if (exit.reason !== 'start-failed') this.refill();
     }
   }
@@ -300,70 +232,6 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Never throws: before the dispatcher listens (during start()) nobody hears 'error'. */
   private report(err: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', err);
-  }
-
-  /** Take a worker out of dispatch, noting how many connections it may not have read. */
-  private detach(w: WorkerHandle): void {
-    if (!this.acceptor || this.unreadBound.has(w.id)) return;
-    const pending = this.acceptor.stats().pendingByWorker[String(w.id)] ?? 0;
-    this.unreadBound.set(w.id, Math.min(Math.max(pending, 0), 1 << 16));
-    this.acceptor.removeWorker(w.id);
-  }
-
-  /** The primary has the fds to read back what `w` may not have read. */
-  private canHoldUnread(w: WorkerHandle): boolean {
-    return fdHeadroom() >= (this.unreadBound.get(w.id) ?? 0) + READBACK_SPARE_FDS;
-  }
-
-  /**
-   * After an exit: what the worker was sent but never read goes to another worker (counted
-   * as re-dispatched; the primary kept its own copy of the worker's end for exactly this),
-   * then its fds are closed. Out of fds, this waits for some rather than lose connections.
-   */
-  private reclaim(w: WorkerHandle, since: number): void {
-    if (w.channel && !this.canHoldUnread(w) && Date.now() - since < READBACK_GIVE_UP_MS) {
-      setTimeout(() => this.reclaim(w, since), READBACK_RETRY_MS);
-      return;
-    }
-    try {
-      const unread = w.unread();
-      if (unread.handoffs.length > 0) this.acceptor!.dispatch(unread.handoffs, unread.acceptedAt);
-    } catch (err) {
-      // drainChannel closed what it had read; the cleanup below must happen regardless.
-      this.report(err as Error);
-    } finally {
-      w.release();
-      this.unreadBound.delete(w.id);
-    }
-  }
-
-  private noteCrash(livedMs: number, w: WorkerHandle): void {
-    this.quickCrashes = livedMs >= QUICK_CRASH_MS ? 0 : this.quickCrashes + 1;
-    if (this.quickCrashes < CRASH_LOOP_COUNT || this.halted) return;
-    const tail = w.stderr ? `\nLast stderr lines of worker ${w.id}:\n${w.stderr}` : '';
-    this.halted = new HerdlessError(
-      'ERR_HERDLESS_CRASH_LOOP',
-      `${CRASH_LOOP_COUNT} workers in a row died within ${QUICK_CRASH_MS / 1000} s of starting; ` +
-        `herdless stopped starting new ones. Fix the app, then reload() or restart.${tail}`,
-      { stderr: w.stderr },
-    );
-    if (this.started) this.emit('error', this.halted);
-  }
-
-  /**
-   * The primary could not create a process (out of fds or pids): not the app's fault, so
-   * once serving the pool keeps retrying with back-off and recovers when the resource is
-   * back. Only a first start gives up (after CRASH_LOOP_COUNT tries): there is nothing to
-   * keep serving.
-   */
-  private noteSpawnFailure(err: Error): void {
-    this.spawnFailures++;
-    if (this.started || this.halted || this.spawnFailures < CRASH_LOOP_COUNT) return;
-    this.halted = new HerdlessError(
-      'ERR_HERDLESS_WORKER_START',
-      `could not start workers: ${err.message} (${this.spawnFailures} tries). Raise the fd or process limit, then start again.`,
-      { cause: err },
-    );
   }
 
   /** How many workers are missing from `target`, counting those on their way. */
@@ -374,16 +242,16 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Bring the pool back up to `target` after a crash, with back-off. */
   private refill(): void {
     // A reload or resize in progress makes up the numbers itself when it ends (trim()).
-    if (this.closing || this.halted || this.busy > 0) return;
-    this.startMany(this.missing(), this.backoff()).catch((err) => {
+    if (this.closing || this.crashLoop.halted || this.busy > 0) return;
+    this.startMany(this.missing(), this.crashLoop.backoff()).catch((err) => {
       // A crash loop was already reported when it was detected.
-      if (!this.closing && err !== this.halted) this.emit('error', err);
+      if (!this.closing && err !== this.crashLoop.halted) this.emit('error', err);
     });
   }
 
   /** Gracefully stop one worker: no new connections, finish in-flight, exit; SIGKILL after timeout. */
   async retire(w: WorkerHandle, reason: RetireReason, timeoutMs = 30_000): Promise<WorkerExit> {
-    this.detach(w);
+    this.readBack.detach(w);
     w.drain(reason, timeoutMs);
     this.handOn(w);
     const timer = setTimeout(() => w.kill('SIGKILL'), timeoutMs);
@@ -417,29 +285,15 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Kill a worker whose loop is stuck; it is replaced like a crash. */
   kill(w: WorkerHandle, reason: 'stalled'): void {
     w.retireReason = reason;
-    this.detach(w);
+    this.readBack.detach(w);
     w.kill('SIGKILL');
     this.handOn(w);
   }
 
-  /**
-   * A worker that leaves stops reading its channel at once (and a stuck one never reads):
-   * connections already sent to it but not yet read would wait for its exit. Read them back
-   * now, from our own copy of its end, and give them to other workers. Call after
-   * detach(), so that nothing more arrives. A record is read whole by one side only
-   * (SEQPACKET), so a connection the worker takes meanwhile is never also handed on.
-   * On close() there is nobody to hand them to, and out of fds they would be lost: they
-   * stay for onExit().
-   */
+  /** Connections sent to `w` and not read go to other workers now (read-back.ts); on close()
+   *  there is nobody to hand them to, and they stay for onExit(). */
   private handOn(w: WorkerHandle): void {
-    if (!this.acceptor || this.closing || w.state === 'exited' || !this.canHoldUnread(w)) return;
-    let unread: ReturnType<WorkerHandle['unread']>;
-    try {
-      unread = w.unread();
-    } catch {
-      return; // the channel failed: onExit() tries again once the worker is gone
-    }
-    if (unread.handoffs.length > 0) this.acceptor.dispatch(unread.handoffs, unread.acceptedAt);
+    if (!this.closing) this.readBack.handOn(w);
   }
 
   /** Grow or shrink to `n` workers (clamped to [min, max]); shrinking goes one at a time. */
@@ -464,8 +318,7 @@ export class Pool extends EventEmitter<PoolEvents> {
   async reload(): Promise<void> {
     this.busy++;
     try {
-      this.halted = undefined;
-      this.quickCrashes = 0;
+      this.crashLoop.reset();
       const old = this.serving();
       const batch = Math.max(1, Math.floor(old.length / 4));
       for (let i = 0; i < old.length; i += batch) {
@@ -493,14 +346,14 @@ export class Pool extends EventEmitter<PoolEvents> {
   /** Retire every worker at once; resolves when every process is gone. */
   async close(timeoutMs: number): Promise<void> {
     this.closing = true;
-    for (const wake of [...this.sleepers]) wake();
+    this.crashLoop.wakeAll();
     await Promise.all([...this.workers.values()].map((w) => this.retire(w, 'shutdown', timeoutMs)));
   }
 
   /** Kill everything now (a failed start). */
   async destroy(): Promise<void> {
     this.closing = true;
-    for (const wake of [...this.sleepers]) wake();
+    this.crashLoop.wakeAll();
     const all = [...this.workers.values()];
     for (const w of all) {
       w.retireReason ??= 'shutdown';

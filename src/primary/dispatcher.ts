@@ -6,35 +6,22 @@ import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { MetricsServer } from './metrics';
 import type { ControlServer } from './control/server';
-import { loadAddon, type Addon, type NativeAcceptor, type ProxyStats } from '../shared/binding';
+import { loadAddon, type Addon, type NativeAcceptor } from '../shared/binding';
 import { HerdlessError, invalidOption } from '../shared/errors';
 import { answerUpgradeOnStart, listenKey, metricsKey, upgradedFrom, type InheritedSocket } from './inherited';
-import { closeListeners, describeListener, openListeners, type Listener } from './listeners';
-import { AppListeners } from './app-listeners';
+import { closeListeners, openListeners, type Listener } from './listeners';
+import type { AppListeners } from './app-listeners';
 import { normalizeOptions, type DispatcherOptions, type NormalizedOptions } from './options';
 import { ASK_TIMEOUT_MS, HealthBook, type WorkerReply } from './health';
 import { Pool } from './pool';
-import { readCount, readLoop, readScore, WAIT_BUCKETS_SECONDS, type WaitCounts } from '../shared/scoreboard';
 import { Supervisor, type ScaleEvent } from './supervisor';
 import { startSuccessor, type Successor } from './upgrade';
-import { encodeProxyTrust } from './proxy-from';
 import { ROUTE_SECRET_ENV, takeRouteSecret } from './route-secret';
 import type { WorkerExit } from './worker-handle';
+import { createAcceptor } from './accept-thread';
+import { collectStats } from './collect-stats';
 
-/** Unused by the acceptor since placement reads each worker's loop state; kept for its signature. */
-const STALL_MS = 100;
 const DEFAULT_CLOSE_TIMEOUT_MS = 30_000;
-
-/**
- * proxyProtocol: how many connections may wait for their PROXY header at once. The largest
- * listen backlog (default 511), at least 64: about what the kernel would hold unaccepted
- * anyway, so a flood of silent peers costs the primary no more fds than its backlogs do.
- * Past it the accept thread stops accepting until headers come or time out.
- */
-function proxyWaitingLimit(opts: NormalizedOptions): number {
-  const backlogs = opts.listen.map((l) => (l.kind === 'fd' ? 511 : l.backlog));
-  return Math.max(64, Math.min(65_536, Math.max(...backlogs)));
-}
 
 import type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats } from './stats';
 export type { WorkerStats, ListenerStats, DispatchWaitStats, DispatcherStats };
@@ -69,32 +56,6 @@ function assertRuntime(addon: Addon): void {
     'this Node.js runtime refuses external ArrayBuffers (a V8 sandbox build, as in Electron): herdless shares ' +
       "each worker's load figures through a shared-memory page exposed that way. Run it on a Node.js build without the V8 sandbox.",
   );
-}
-
-/** What the accept thread reported: one listener that can no longer accept, or the thread itself. */
-function acceptError(err: Error & { listener?: number }, listeners: Listener[], app: AppListeners | undefined): HerdlessError {
-  if (err.listener === undefined) {
-    return new HerdlessError('ERR_HERDLESS_ACCEPT', `the accept thread stopped: ${err.message}`, { cause: err });
-  }
-  const l = listeners[err.listener] ?? app?.get(err.listener);
-  const where = l ? describeListener(l) : 'unknown';
-  const why = (err as { code?: string }).code === 'ESHUTDOWN' ? 'it was shut down: epoll reports a hang-up' : err.message;
-  return new HerdlessError(
-    'ERR_HERDLESS_ACCEPT',
-    `listener ${err.listener} (${where}) can no longer accept connections (${why}) and is no longer watched; ` +
-      'the other listeners keep working. Something else shut down or closed this socket (an inherited listen: { fd } ' +
-      'is shared with its owner): close() and start again to listen on it anew.',
-    { cause: err, listener: err.listener },
-  );
-}
-
-function waitStats(w: WaitCounts, refusedPages: number): DispatchWaitStats {
-  let cumulative = 0;
-  const buckets = w.buckets.map((n, i) => {
-    cumulative += n;
-    return { le: i < WAIT_BUCKETS_SECONDS.length ? WAIT_BUCKETS_SECONDS[i] : Infinity, count: cumulative };
-  });
-  return { count: cumulative, sumSeconds: w.sumUs / 1e6, buckets, refusedPages };
 }
 
 export class Dispatcher extends EventEmitter<DispatcherEvents> {
@@ -155,21 +116,13 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
     let appListeners: AppListeners | undefined;
     try {
       if (opts.mode === 'dispatch') {
-        const fds = listeners.map((l) => l.fd);
-        // The thread cannot throw into JS; it reports here and the dispatcher emits 'error'.
+        // The accept thread reports to the dispatcher, which emits 'error'.
         let self: Dispatcher | undefined;
-        let app: AppListeners | undefined;
-        acceptor = new addon.Acceptor(fds, opts.maxConnectionsPerWorker, STALL_MS, (err) => {
-          self?.report(acceptError(err as Error & { listener?: number }, listeners, app));
-        });
-        app = appListeners = new AppListeners(addon, acceptor);
-        acceptor.setStealAfter(opts.stealAfter);
-        acceptor.setRoute(opts.route === 'client-ip', routeSecret);
-        if (opts.proxyProtocol) acceptor.setProxyProtocol(opts.proxyTimeout, proxyWaitingLimit(opts), encodeProxyTrust(opts.proxyFrom));
-        pool = new Pool(addon, opts, listeners, acceptor, app);
+        ({ acceptor, app: appListeners } = createAcceptor(addon, opts, listeners, routeSecret, (err) => self?.report(err)));
+        pool = new Pool(addon, opts, listeners, acceptor, appListeners);
         await pool.start();
-        app.closeUnclaimed();
-        self = new Dispatcher(addon, opts, listeners, acceptor, pool, app, routeSecret);
+        appListeners.closeUnclaimed();
+        self = new Dispatcher(addon, opts, listeners, acceptor, pool, appListeners, routeSecret);
         acceptor.start();
         return await (await self.startMetrics()).startControl();
       }
@@ -273,73 +226,8 @@ export class Dispatcher extends EventEmitter<DispatcherEvents> {
   }
 
   stats(): DispatcherStats {
-    const clock = this.addon.monotonicMillis();
-    const acceptorStats = this.acceptor?.stats();
-    const pending = acceptorStats?.pendingByWorker ?? {};
-    // Health figures as of the last ask (a scrape, a control status, refreshHealth()): stats()
-    // itself sends nothing to the workers, so polling it wakes no worker.
-    const workers: WorkerStats[] = [...this.pool.workers.values()].map((w) => {
-      const loop = readLoop(w.board, clock);
-      const health = this.health.get(w);
-      return {
-        id: w.id,
-        slot: w.slot,
-        restarts: this.pool.restarts(w.slot),
-        startedAt: w.startedAt,
-        pid: w.pid,
-        state: w.state,
-        connectionsReceived: readScore(w.board, 'received'),
-        connectionsOpen: readCount(w.board, 'open'),
-        connectionsWaiting: pending[String(w.id)] ?? 0,
-        requestsInFlight: readCount(w.board, 'inFlight'),
-        requestsServed: readScore(w.board, 'requests'),
-        rejectedFds: readScore(w.board, 'rejected'),
-        fdRoomStalls: readScore(w.board, 'fdRoomStalls'),
-        acceptWakeups: readScore(w.board, 'wakeups'),
-        emptyWakeups: readScore(w.board, 'emptyWakeups'),
-        loopAwake: loop.awake,
-        loopBusyMs: loop.awake ? loop.forMs : 0,
-        loopWakeups: loop.wakeups,
-        ...(health ? { health } : {}),
-      };
-    });
-    let dispatcher: DispatcherStats['dispatcher'];
-    let proxy: ProxyStats = { accepted: 0, local: 0, untrusted: 0, malformed: 0, timedOut: 0, fullPauses: 0, waiting: 0 };
-    if (acceptorStats) {
-      const { pendingByWorker: _unused, proxy: proxyStats, ...rest } = acceptorStats;
-      dispatcher = rest;
-      proxy = proxyStats;
-    } else {
-      // Herd modes: the workers accept; their counts are the only ones there are.
-      const accepted = workers.reduce((sum, w) => sum + w.connectionsReceived, 0);
-      dispatcher = {
-        accepted,
-        handedOff: 0,
-        handoffRetries: 0,
-        redispatched: 0,
-        stolen: 0,
-        steals: 0,
-        acceptErrors: {},
-        backpressurePauses: 0,
-        backpressurePausedMs: 0,
-        fdPauses: 0,
-        fdPausedMs: 0,
-        shortSlice: false,
-        dropped: 0,
-        waiting: 0,
-      };
-    }
-    return { mode: this.opts.mode, listeners: this.listenerStats(), dispatchWait: waitStats(this.pool.dispatchWait(), this.pool.refusedWaitPages), dispatcher, ipc: { ...this.pool.ipc }, proxy, workers };
-  }
-
-  /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */
-  private listenerStats(): ListenerStats[] {
-    const all = [...this.sockets, ...(this.closing ? [] : (this.appListeners?.list() ?? []).map((a) => a.listener))];
-    return all.map((l) => {
-      // Closed by close(): the fd number may belong to something else by now.
-      const q = this.closing ? null : this.addon.listenQueue(l.fd);
-      return { address: describeListener(l), queued: q?.queued ?? null, backlog: q?.backlog ?? l.backlog ?? null };
-    });
+    const { addon, opts, acceptor, pool, health, sockets, appListeners } = this;
+    return collectStats({ addon, opts, acceptor, pool, health, sockets, appListeners, closing: this.closing !== undefined });
   }
 
   /** Grow or shrink to `n` workers, clamped to [min, max]; resolves with the new size when done. */

@@ -1,5 +1,5 @@
 /** What Dispatcher.stats() answers: plain data, read by the CLI's status and the metrics server. */
-import type { ProxyStats } from '../shared/binding';
+import type { AcceptorStats, ProxyStats } from '../shared/binding';
 import type { Mode } from './options';
 import type { IpcCounts } from './ipc-guard';
 
@@ -61,26 +61,9 @@ export interface DispatcherStats {
   mode: Mode;
   listeners: ListenerStats[];
   dispatchWait: DispatchWaitStats;
-  dispatcher: {
-    accepted: number;
-    handedOff: number;
-    handoffRetries: number;
-    redispatched: number;
-    /** Connections taken back from a worker whose loop stayed busy past stealAfter, and given to another. */
-    stolen: number;
-    steals: number;
-    acceptErrors: Record<string, number>;
-    backpressurePauses: number;
-    backpressurePausedMs: number;
-    fdPauses: number;
-    fdPausedMs: number;
-    /** The accept thread runs with a short scheduler slice (Linux 6.12+), so a new connection waits less for it; false elsewhere. */
-    shortSlice: boolean;
-    /** Closed without a hand-off: the dispatcher stopped while no worker had room. */
-    dropped: number;
-    /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */
-    waiting: number;
-  };
+  /** The accept thread's counts (their meanings: AcceptorStats in shared/binding.ts). Herd modes
+   *  have no such thread: `accepted` sums the workers' own counts, the rest are 0 or false. */
+  dispatcher: Omit<AcceptorStats, 'pendingByWorker' | 'proxy'>;
   /** What workers sent over IPC that the primary refused: handles closed on arrival, channels
    *  ended for an oversized or malformed message, reads paused for a worker's message rate. */
   ipc: IpcCounts;

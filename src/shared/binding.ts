@@ -24,12 +24,13 @@ export interface FdKind {
   listening?: boolean;
 }
 
+/** The accept thread's counts; stats().dispatcher is these but pendingByWorker and proxy (src/primary/stats.ts). */
 export interface AcceptorStats {
   accepted: number;
   handedOff: number;
   handoffRetries: number;
   redispatched: number;
-  /** Connections taken back from a worker that held them unread past stealAfter. */
+  /** Connections taken back unread from a worker whose loop stayed busy past stealAfter, and given to another. */
   stolen: number;
   /** Times that happened (each takes back one or more connections). */
   steals: number;
@@ -37,11 +38,12 @@ export interface AcceptorStats {
   backpressurePausedMs: number;
   fdPauses: number;
   fdPausedMs: number;
-  /** The accept thread got a short scheduler slice (Linux 6.12+ EEVDF): it runs sooner when woken. */
+  /** The accept thread runs with a short scheduler slice (Linux 6.12+ EEVDF), so a new connection waits less for it; false elsewhere. */
   shortSlice: boolean;
-  /** Closed without a hand-off: stopped with no worker that had room. */
+  /** Closed without a hand-off: the dispatcher stopped while no worker had room. */
   dropped: number;
   acceptErrors: Record<string, number>;
+  /** Accepted and not yet handed off (at most one, plus re-dispatched ones). */
   waiting: number;
   pendingByWorker: Record<string, number>;
   /** proxyProtocol: headers read (`accepted`, of which v2 `local`), connections closed for a

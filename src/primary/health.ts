@@ -6,7 +6,7 @@
  * Nothing is asked unless someone wants figures (a scrape, stats(), refreshHealth()), so an
  * idle pool is not woken by this.
  */
-import { isWorkerMessage, type HealthReport, type PrimaryMessage } from '../shared/protocol';
+import { HERDLESS_EVENT, isWorkerMessage, wire, type HealthReport, type PrimaryMessage } from '../shared/protocol';
 import { readScore } from '../shared/scoreboard';
 import type { WorkerStats } from './stats';
 import type { WorkerHandle } from './worker-handle';
@@ -76,7 +76,7 @@ export class HealthBook {
     const answered = new Promise<Answer>((resolve) => waiting.set(seq, resolve));
     const message: PrimaryMessage = { herdless: 'ask', seq, metrics };
     try {
-      child.send(message, () => {});
+      child.send(wire(message), () => {});
     } catch {
       waiting.delete(seq);
       return this.missed(w, reply);
@@ -88,13 +88,13 @@ export class HealthBook {
     return { ...reply, answered: true, metrics: answer.metrics };
   }
 
-  /** One 'message' listener per worker, for every ask it will ever get. */
+  /** One listener per worker, for every ask it will ever get. */
   private listen(w: WorkerHandle): Map<number, (a: Answer) => void> {
     const waiting = this.waiting.get(w);
     if (waiting) return waiting;
     const map = new Map<number, (a: Answer) => void>();
     this.waiting.set(w, map);
-    w.child!.on('message', (m: unknown) => {
+    w.child!.on(HERDLESS_EVENT, (m: unknown) => {
       if (!isWorkerMessage(m) || m.herdless !== 'health') return;
       const waiter = map.get(m.seq);
       if (waiter) waiter({ health: m.health, metrics: m.metrics });

@@ -12,7 +12,7 @@ import type { Addon, NativeAcceptor } from '../shared/binding';
 import type { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
 import { answerListen, type AppListeners } from './app-listeners';
-import { isWorkerMessage } from '../shared/protocol';
+import { HERDLESS_EVENT, isWorkerMessage, wire } from '../shared/protocol';
 import type { NormalizedOptions } from './options';
 import type { WaitCounts } from '../shared/scoreboard';
 import { WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
@@ -177,7 +177,11 @@ export class Pool extends EventEmitter<PoolEvents> {
       () => w.kill('SIGKILL'),
     );
     w.once('closed', () => this.onAppClosed(w));
-    w.child?.on('message', (m: unknown) => this.onWorkerMessage(w, m));
+    // The app's own process.send(): surfaced, never acted upon (ours arrive as HERDLESS_EVENT).
+    w.child?.on('message', (m: unknown) => {
+      if (this.listenerCount('message') > 0) this.emit('message', { id: w.id, slot: w.slot, pid: w.pid }, m);
+    });
+    w.child?.on(HERDLESS_EVENT, (m: unknown) => this.onWorkerMessage(w, m));
     void w.exited.then((exit) => this.onExit(w, exit));
     return w;
   }
@@ -193,14 +197,9 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** listen() and server.close() in the app: the primary opens, shares and closes the listeners. */
   private onWorkerMessage(w: WorkerHandle, m: unknown): void {
-    if (!isWorkerMessage(m)) {
-      // The app's own process.send(): surfaced, never acted upon.
-      if (this.listenerCount('message') > 0) this.emit('message', { id: w.id, slot: w.slot, pid: w.pid }, m);
-      return;
-    }
-    if (m.herdless !== 'listen' && m.herdless !== 'unlisten') return;
+    if (!isWorkerMessage(m) || (m.herdless !== 'listen' && m.herdless !== 'unlisten')) return;
     const reply = answerListen(this.appListeners, w.id, m, this.closing || w.state === 'exited', this.opts.mode);
-    if (reply && w.child?.connected) w.child.send(reply, () => {});
+    if (reply && w.child?.connected) w.child.send(wire(reply), () => {});
   }
 
   /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */

@@ -18,7 +18,9 @@ import { ROUTE_SECRET_ENV } from './route-secret';
 import {
   CONFIG_ENV,
   FIRST_EXTRA_FD,
+  HERDLESS_EVENT,
   isWorkerMessage,
+  wire,
   type PrimaryMessage,
   type ShutdownReason,
   type WorkerConfig,
@@ -253,7 +255,7 @@ export class WorkerHandle extends EventEmitter {
       }, timeoutMs);
       const done = () => {
         clearTimeout(timer);
-        child.off('message', onMessage);
+        child.off(HERDLESS_EVENT, onMessage);
       };
       const fail = (err: Error) => {
         done();
@@ -268,7 +270,7 @@ export class WorkerHandle extends EventEmitter {
           done();
           this.state = 'ready';
           // From now on a 'draining' we did not ask for means the app closed its server.
-          child.on('message', (later: unknown) => {
+          child.on(HERDLESS_EVENT, (later: unknown) => {
             if (isWorkerMessage(later) && later.herdless === 'draining' && this.retireReason === undefined) this.emit('closed');
           });
           resolve();
@@ -277,7 +279,7 @@ export class WorkerHandle extends EventEmitter {
           fail(new HerdlessError('ERR_HERDLESS_APP_LOAD', `App module failed to load in worker ${this.id}: ${m.message}${stack}`, { workerStack: m.stack }));
         }
       };
-      child.on('message', onMessage);
+      child.on(HERDLESS_EVENT, onMessage);
       void this.exited.then(({ code, signal, error }) => {
         if (error) return fail(spawnFailure(error));
         // A worker's stderr may still be in flight when 'exit' fires: give it a moment.
@@ -299,7 +301,7 @@ export class WorkerHandle extends EventEmitter {
     this.state = 'draining';
     const deadline = Math.max(0, timeoutMs - Math.min(DEADLINE_MARGIN_MS, timeoutMs / 10));
     const message: PrimaryMessage = { herdless: 'drain', reason: SHUTDOWN_REASON[reason], deadline };
-    if (this.child?.connected) this.child.send(message, (err) => err && this.kill('SIGTERM'));
+    if (this.child?.connected) this.child.send(wire(message), (err) => err && this.kill('SIGTERM'));
     else this.kill('SIGTERM');
   }
 

@@ -1,9 +1,10 @@
 /**
  * What the primary and a worker say to each other, besides the fds themselves.
  *
- * Control messages travel over Node's IPC channel (rare, small). Connections travel over a
- * private SEQPACKET socketpair with SCM_RIGHTS (see native/channel.h). Load figures travel
- * through a shared-memory scoreboard page (see native/scoreboard.h).
+ * Control messages travel over Node's IPC channel (rare, small), hidden from the app's as
+ * Node's internal messages (HERDLESS_CMD). Connections travel over a private SEQPACKET
+ * socketpair with SCM_RIGHTS (see native/channel.h). Load figures travel through a
+ * shared-memory scoreboard page (see native/scoreboard.h).
  *
  * A worker's file descriptors, as spawn() lays them out:
  *   3 Node IPC  4 scoreboard memfd  5 hand-off channel ('dispatch')
@@ -107,8 +108,26 @@ export type PrimaryMessage =
   | { herdless: 'listen-error'; seq: number; error: ListenFailure }
   | { herdless: 'ask'; seq: number; metrics: boolean };
 
+/**
+ * Node's child_process layer emits a message whose `cmd` starts with `NODE_` as
+ * 'internalMessage' instead of 'message' (lib/internal/child_process.js isInternal), as
+ * `cluster` hides its own NODE_CLUSTER: ours travel as NODE_HERDLESS, so that an app's
+ * process.on('message') in a worker sees only what is meant for it, and the primary's
+ * 'message' only what the app sent. Not a name Node acts on (NODE_HANDLE*, NODE_CLUSTER).
+ */
+export const HERDLESS_CMD = 'NODE_HERDLESS';
+/** The event ours arrive as, on `process` and on a ChildProcess (the typings know only 'message'). */
+export const HERDLESS_EVENT = 'internalMessage' as 'message';
+
+/** The message as it goes over the channel: send this, listen on 'internalMessage'. */
+export function wire<T extends WorkerMessage | PrimaryMessage>(m: T): T & { cmd: typeof HERDLESS_CMD } {
+  return { cmd: HERDLESS_CMD, ...m };
+}
+
 function tagged(m: unknown): boolean {
-  return typeof m === 'object' && m !== null && typeof (m as { herdless?: unknown }).herdless === 'string';
+  if (typeof m !== 'object' || m === null) return false;
+  const t = m as { cmd?: unknown; herdless?: unknown };
+  return t.cmd === HERDLESS_CMD && typeof t.herdless === 'string';
 }
 export const isWorkerMessage = (m: unknown): m is WorkerMessage => tagged(m);
 export const isPrimaryMessage = (m: unknown): m is PrimaryMessage => tagged(m);

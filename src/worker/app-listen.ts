@@ -15,7 +15,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as util from 'node:util';
 import type { AppListenSpec, ListenerInfo, ListenFailure, PrimaryMessage, WorkerMessage } from '../shared/protocol';
-import { isPrimaryMessage } from '../shared/protocol';
+import { HERDLESS_EVENT, isPrimaryMessage, wire } from '../shared/protocol';
 import { standInHandle, type Listenable } from './listen-handle';
 import { state } from './state';
 
@@ -118,7 +118,7 @@ function releaseSlot(server: net.Server): void {
 export function routeAppListen(hooks: AppListenHooks): void {
   const pending = new Map<number, Pending>();
   let seq = 0;
-  process.on('message', (m: unknown) => {
+  process.on(HERDLESS_EVENT, (m: unknown) => {
     if (!isPrimaryMessage(m) || (m.herdless !== 'listening' && m.herdless !== 'listen-error')) return;
     const done = pending.get(m.seq);
     pending.delete(m.seq);
@@ -128,7 +128,7 @@ export function routeAppListen(hooks: AppListenHooks): void {
     const id = ++seq;
     pending.set(id, then);
     const message: WorkerMessage = { herdless: 'listen', seq: id, spec };
-    if (process.connected) process.send!(message);
+    if (process.connected) process.send!(wire(message));
   };
 
   const original = net.Server.prototype.listen;

@@ -19,7 +19,6 @@
  */
 import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
-import { isPrimaryMessage } from '../shared/protocol';
 
 /** What net.js's listenInCluster() hands to cluster._getServer(). */
 export interface ServerQuery {
@@ -91,8 +90,7 @@ export function becomeClusterWorker(slot: number, disconnect: () => void, getSer
   // would in a Node cluster worker, instead of starting processes behind our back.
   for (const name of ['fork', 'setupPrimary', 'setupMaster', 'disconnect']) delete c[name];
   c.workers = undefined;
-  // What the app's code receives from the primary, as a cluster worker would: not ours.
-  process.on('message', (m: unknown, handle: unknown) => {
-    if (!isPrimaryMessage(m)) worker.emit('message', m, handle);
-  });
+  // As Node's cluster worker: every 'message' (ours arrive as 'internalMessage'). Like Node's,
+  // this listener holds the IPC channel ref'd.
+  process.on('message', (m: unknown, handle: unknown) => worker.emit('message', m, handle));
 }

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { loadAddon, type NativeInbox } from '../shared/binding';
-import { CONFIG_ENV, SCOREBOARD_FD, isPrimaryMessage, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../shared/protocol';
+import { CONFIG_ENV, SCOREBOARD_FD, HERDLESS_EVENT, isPrimaryMessage, wire, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../shared/protocol';
 import { Score } from '../shared/scoreboard';
 import { Intake } from './intake';
 import { becomeClusterWorker } from './cluster-worker';
@@ -78,7 +78,7 @@ addon.watchLoop(SCOREBOARD_FD, process.env.HERDLESS_LOOP_JS_HOOK !== '0');
 startHealth(config.health !== false);
 
 function send(message: WorkerMessage): void {
-  if (process.connected) process.send!(message);
+  if (process.connected) process.send!(wire(message));
 }
 
 const inboxes: NativeInbox[] = [];
@@ -257,7 +257,7 @@ if (config.appListen) {
 function loadFailed(message: string, stack?: string): void {
   // Exit once the message is out: the half-loaded app may hold handles open.
   const exit = () => process.exit(EXIT_APP_LOAD);
-  if (process.connected) process.send!({ herdless: 'load-error', message, stack } satisfies WorkerMessage, exit);
+  if (process.connected) process.send!(wire<WorkerMessage>({ herdless: 'load-error', message, stack }), exit);
   else exit();
 }
 
@@ -329,7 +329,7 @@ async function main(): Promise<void> {
   send({ herdless: 'ready' });
 }
 
-process.on('message', (m) => {
+process.on(HERDLESS_EVENT, (m: unknown) => {
   if (!isPrimaryMessage(m)) return;
   if (m.herdless === 'ask') {
     void answerAsk(addon, config!.app, m.seq, m.metrics).then(send, () => {});
@@ -346,7 +346,10 @@ process.on('message', (m) => {
   // and the channel unref'd the loop may have nothing left to wait for by then.
   if (toApp) (process.emit as (event: string, ...args: unknown[]) => boolean)('SIGTERM', 'SIGTERM', os.constants.signals.SIGTERM);
 });
-// The primary is gone (its IPC end closed): finish quickly.
+// The primary is gone (its IPC end closed): finish quickly. Node counts 'message' and
+// 'disconnect' listeners on process, not 'internalMessage' ones, in the channel's ref: this
+// one keeps the worker alive while it waits on the primary (a listen() answer, a drain),
+// whether or not the app listens for messages, until letProcessEnd() unrefs the channel.
 process.on('disconnect', () => drain('primary-gone', ORPHAN_DEADLINE_MS));
 // SIGTERM from a supervisor reaches every process: drain; if orphaned (the kernel sends it
 // when the primary dies), within a second. Otherwise the primary, told we are draining,

@@ -11,7 +11,6 @@
  */
 import * as dc from 'node:diagnostics_channel';
 import * as http from 'node:http';
-import * as https from 'node:https';
 import type * as net from 'node:net';
 import { Score } from '../shared/scoreboard';
 import type { ListenerInfo } from '../shared/protocol';
@@ -33,6 +32,19 @@ interface Route {
 
 /** Connections of one listener index that came before its server was known (a reply in flight). */
 type Early = { fd: number; peer?: Peer }[];
+
+/**
+ * An http or https server (HTTP/1: counted through its request events). https.Server is a
+ * tls.Server, not an http.Server; loading node:https costs every worker about 0.5 MB and a
+ * few ms at start, so it is loaded only to look at a server that does TLS (whose app has
+ * loaded tls already).
+ */
+function isHttp1(server: net.Server): boolean {
+  if (server instanceof http.Server) return true;
+  if (typeof (server as { setSecureContext?: unknown }).setSecureContext !== 'function') return false;
+  const https = require('node:https') as typeof import('node:https'); // eslint-disable-line @typescript-eslint/no-require-imports
+  return server instanceof https.Server;
+}
 
 export class Intake {
   readonly sockets = new Set<net.Socket>();
@@ -91,7 +103,7 @@ export class Intake {
     this.routes[index] = { server, adopter: new Adopter(server, this.infos) };
     if (!this.counted.has(server)) {
       this.counted.add(server);
-      if (server instanceof http.Server || server instanceof https.Server) {
+      if (isHttp1(server)) {
         if (this.http1.size === 0) this.countHttp1();
         this.http1.add(server);
       } else {

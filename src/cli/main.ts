@@ -12,7 +12,7 @@ import { loadConfig, type FileConfig } from './config';
 import { createLogger, describeError, type Logger } from './log';
 import { createNotifier, type Notifier } from './notify';
 import { handleSignals } from './signals';
-import { startCliControl, type CliControl } from './control-server';
+import type { CliControl } from './control-server';
 import { Dispatcher } from '../primary/dispatcher';
 import { invalidOption } from '../shared/errors';
 import { answerUpgrade, deferUpgradeAnswer, metricsKey, upgradedFrom } from '../primary/inherited';
@@ -184,6 +184,8 @@ async function main(argv: string[]): Promise<void> {
     if (controlAt !== false) {
       const info = { app, min, max, mode, version: require('../../package.json').version as string, startedAt: Date.now() };
       try {
+        // Loaded once the workers are on their way: nothing before the first spawn waits for it.
+        const { startCliControl } = await import('./control-server.js');
         control = await startCliControl(loadAddon(), d, controls, { path: controlAt, info, takeOverFrom: from });
       } catch (err) {
         // The default socket is a convenience: serving goes on without it. One asked for is not.

@@ -211,8 +211,8 @@ bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
   uint32_t now = MonotonicMillis();
   if (!AnyEligible(handoff.listener)) {
     // Its listener closed with no worker left on it: as the kernel resets a closed backlog.
+    dropped_.fetch_add(1, std::memory_order_relaxed);  // before the close its peer sees
     ::close(handoff.fd);
-    dropped_.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
   std::vector<bool> tried(workers_.size(), false);
@@ -227,6 +227,9 @@ bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
       if (sticky >= 0 && !tried[static_cast<size_t>(sticky)]) i = sticky;
     }
     Worker& w = workers_[static_cast<size_t>(i)];
+    // Counted before the send (undone if it fails): the worker may answer the client before
+    // this thread runs again, and the client may read the counters then.
+    handed_off_.fetch_add(1, std::memory_order_relaxed);
     int err = SendHandoffs(w.channel, &handoff.fd, 1, handoff.listener, handoff.accepted_ns,
                            send_peers_ ? &handoff.peer : nullptr);
     if (err == 0) {
@@ -236,14 +239,18 @@ bool Acceptor::Deliver(const Handoff& handoff, int exclude) {
       // If the worker dies before reading it, the primary's copy of the worker's end
       // still holds the record: pool code drains it and calls dispatch() (re-dispatch).
       ::close(handoff.fd);
-      handed_off_.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
+    handed_off_.fetch_sub(1, std::memory_order_relaxed);
     retries_.fetch_add(1, std::memory_order_relaxed);
-    tried[static_cast<size_t>(i)] = true;
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) MarkFull(w);
-    // Any other error (the channel broke) just means: try the next worker. Pool code
-    // notices the worker's exit and removes it.
+    // A full channel leaves the worker out until it reads (Usable), not as one tried: so
+    // PickWorker() still knows it is only full, and holds the connection for it rather than
+    // sending it to a loop that is held. Any other error (the channel broke) just means: try
+    // the next worker. Pool code notices the worker's exit and removes it.
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
+      MarkFull(w);
+    else
+      tried[static_cast<size_t>(i)] = true;
   }
 }
 
@@ -252,17 +259,18 @@ void Acceptor::SendBatch(size_t index, uint32_t listener) {
   std::vector<Peer>& peers = batch_peers_[index];
   Worker& w = workers_[index];
   uint64_t accepted_ns = batch_since_ns_[index];
+  handed_off_.fetch_add(fds.size(), std::memory_order_relaxed);  // before the send: see Deliver()
   int err =
       SendHandoffs(w.channel, fds.data(), fds.size(), listener, accepted_ns, send_peers_ ? peers.data() : nullptr);
   if (err == 0) {
     for (int fd : fds) ::close(fd);  // see Deliver(): the record holds the sockets now
-    handed_off_.fetch_add(fds.size(), std::memory_order_relaxed);
     next_ = index + 1;
     fds.clear();
     peers.clear();
     return;
   }
-  // Undo the tentative count and hand the connections out one by one, elsewhere.
+  // Undo the tentative counts and hand the connections out one by one, elsewhere.
+  handed_off_.fetch_sub(fds.size(), std::memory_order_relaxed);
   w.sent -= static_cast<uint32_t>(fds.size());
   retries_.fetch_add(1, std::memory_order_relaxed);
   if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) MarkFull(w);

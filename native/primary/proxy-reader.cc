@@ -179,8 +179,10 @@ int ProxyReader::Expire(uint32_t now_ms) {
     if (left > 0) return left;
     int fd = slots_[i].fd;
     Release(i);  // takes it off the heap
-    ::close(fd);
+    // Counted before the close: the peer sees the close at once, and whoever it tells may
+    // read the counters the next moment.
     counters.timed_out++;
+    ::close(fd);
   }
   return -1;
 }

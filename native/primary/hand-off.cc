@@ -20,6 +20,7 @@
 #include <string>
 
 #include "primary/coalesce.h"
+#include "primary/steal-policy.h"
 #include "shared/errors.h"
 #include "shared/fd.h"
 

@@ -53,4 +53,23 @@ describe('an idle worker sleeps', function () {
     assert.ok(closedAfter >= 1000, `closed after ${closedAfter} ms, before headersTimeout`);
     c.destroy();
   });
+
+  it('herd mode too: the accept counters are written as they happen, and an idle worker\'s loop does not wake to copy them', async () => {
+    d = await Dispatcher.start({ app, listen: local, min: 2, max: 2, mode: 'herd' });
+    const port = d.address().port;
+    const N = 20;
+    for (let i = 0; i < N; i++) assert.equal((await get(port, '/')).status, 200);
+    // One connection at a time: each was taken by some worker's wake-up.
+    await waitFor(() => d.stats().workers.reduce((n, w) => n + w.acceptWakeups, 0) >= N, 2000, 20, 'every accept counted');
+    const s = d.stats().workers;
+    assert.ok(s.every((w) => w.emptyWakeups <= w.acceptWakeups));
+    await waitFor(() => d.stats().workers.every((w) => w.connectionsOpen === 0), 5000, 20, 'connections closed');
+    await sleep(SETTLE_MS);
+    const before = wakeups();
+    await sleep(WINDOW_MS);
+    const after = wakeups();
+    const woke = [...after].map(([pid, n]) => n - before.get(pid));
+    // Was ten a second (a 100 ms timer copied the counters): 60 or more each.
+    for (const n of woke) assert.ok(n <= 1, `an idle herd worker's loop woke ${n} times in ${WINDOW_MS} ms: ${woke.join(', ')}`);
+  });
 });

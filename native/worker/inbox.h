@@ -38,6 +38,7 @@ class Inbox : public Napi::ObjectWrap<Inbox> {
   void Deliver(const std::vector<Handoff>& handoffs, size_t consumed, bool hangup);
   void Shutdown();
   void PauseFor(uint64_t ms);
+  void Count(ScoreField field);
   void Publish(ScoreField field, double value);            // into this worker's scoreboard, if given
   void RecordWaits(const std::vector<Handoff>& handoffs);  // dispatch-wait histogram, if a board
 

@@ -15,7 +15,6 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import { loadAddon, type NativeInbox } from '../shared/binding';
 import { CONFIG_ENV, SCOREBOARD_FD, HERDLESS_EVENT, isPrimaryMessage, wire, type ShutdownReason, type WorkerConfig, type WorkerMessage } from '../shared/protocol';
-import { Score } from '../shared/scoreboard';
 import { Intake } from './intake';
 import { becomeClusterWorker } from './cluster-worker';
 import { answerAsk, startHealth } from './health';
@@ -95,20 +94,6 @@ function openInboxes(): void {
       const fd = source.kind === 'listener' ? source.fd : addon.listenTcp(source.ip, source.port, source.backlog, true, true);
       inboxes.push(new addon.Inbox(fd, 'listener', take, boardBuffer, inboxes.length));
     }
-  }
-  // Herd statistics live in the native inboxes; publish them with the heartbeat.
-  if (config!.mode !== 'dispatch') {
-    setInterval(() => {
-      let wakeups = 0;
-      let empty = 0;
-      for (const inbox of inboxes) {
-        const c = inbox.counters();
-        wakeups += c.wakeups;
-        empty += c.emptyWakeups;
-      }
-      Atomics.store(board, Score.wakeups, wakeups | 0);
-      Atomics.store(board, Score.emptyWakeups, empty | 0);
-    }, 100).unref();
   }
 }
 

@@ -23,6 +23,14 @@ describe('an idle worker sleeps', function () {
   });
 
   const wakeups = () => new Map(d.stats().workers.map((w) => [w.pid, w.loopWakeups]));
+  /** Once every connection is gone and V8's after-activity GCs have passed: each worker's loop wake-ups over WINDOW_MS. */
+  async function idleWakeups() {
+    await waitFor(() => d.stats().workers.every((w) => w.connectionsOpen === 0), 5000, 20, 'connections closed');
+    await sleep(SETTLE_MS);
+    const before = wakeups();
+    await sleep(WINDOW_MS);
+    return [...wakeups()].map(([pid, n]) => n - before.get(pid));
+  }
 
   it(`no loop wake-up in ${WINDOW_MS / 1000} s once its connections are gone; the request-timeout check runs while it holds one`, async () => {
     d = await Dispatcher.start({ app, listen: local, min: 2, max: 2, headersTimeout: 1500, requestTimeout: 2000 });
@@ -34,12 +42,7 @@ describe('an idle worker sleeps', function () {
       for (const r of rs) pids.add(Number(r.text));
     }
     assert.equal(pids.size, 2, 'could not reach both workers');
-    await waitFor(() => d.stats().workers.every((w) => w.connectionsOpen === 0), 5000, 20, 'connections closed');
-    await sleep(SETTLE_MS);
-    const before = wakeups();
-    await sleep(WINDOW_MS);
-    const after = wakeups();
-    const woke = [...after].map(([pid, n]) => n - before.get(pid));
+    const woke = await idleWakeups();
     // Was one a second at least (the 1 s check): 6 or more each.
     for (const n of woke) assert.ok(n <= 1, `an idle worker's loop woke ${n} times in ${WINDOW_MS} ms: ${woke.join(', ')}`);
 
@@ -63,12 +66,7 @@ describe('an idle worker sleeps', function () {
     await waitFor(() => d.stats().workers.reduce((n, w) => n + w.acceptWakeups, 0) >= N, 2000, 20, 'every accept counted');
     const s = d.stats().workers;
     assert.ok(s.every((w) => w.emptyWakeups <= w.acceptWakeups));
-    await waitFor(() => d.stats().workers.every((w) => w.connectionsOpen === 0), 5000, 20, 'connections closed');
-    await sleep(SETTLE_MS);
-    const before = wakeups();
-    await sleep(WINDOW_MS);
-    const after = wakeups();
-    const woke = [...after].map(([pid, n]) => n - before.get(pid));
+    const woke = await idleWakeups();
     // Was ten a second (a 100 ms timer copied the counters): 60 or more each.
     for (const n of woke) assert.ok(n <= 1, `an idle herd worker's loop woke ${n} times in ${WINDOW_MS} ms: ${woke.join(', ')}`);
   });

@@ -57,6 +57,15 @@ describe('an idle worker sleeps', function () {
     c.destroy();
   });
 
+  it('a worker that never held a connection sleeps too (the check is taken from Node as the server listens)', async () => {
+    // Node arms its check on 'listening'; taking it only at the first connection left a
+    // worker that light load never reaches (placement concentrates it) waking every second.
+    d = await Dispatcher.start({ app, listen: local, min: 2, max: 2 });
+    assert.deepEqual(d.stats().workers.map((w) => w.connectionsReceived), [0, 0]);
+    const woke = await idleWakeups();
+    for (const n of woke) assert.ok(n <= 1, `an idle worker's loop woke ${n} times in ${WINDOW_MS} ms: ${woke.join(', ')}`);
+  });
+
   it('herd mode too: the accept counters are written as they happen, and an idle worker\'s loop does not wake to copy them', async () => {
     d = await Dispatcher.start({ app, listen: local, min: 2, max: 2, mode: 'herd' });
     const port = d.address().port;

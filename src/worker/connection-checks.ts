@@ -2,10 +2,11 @@
  * Node's http server checks headersTimeout/requestTimeout on a timer that runs from
  * 'listening' until close, connections or not (main.ts lowers its period to 1 s): an idle
  * worker would wake every second, and with it V8's helper threads. The check only ever looks
- * at open connections, so here it runs only while the worker holds some: the timer is taken
- * from the server once it listens, and re-armed (with Node's own callback and period) when
- * the first connection arrives, cleared when the last one closes. A connection's deadlines
- * are then checked within one period, as before.
+ * at open connections, so here it runs only while the worker holds some: Node's timer is
+ * taken from the server as soon as Node arms it (on 'listening', or at once if the server
+ * already listens), and re-armed (with Node's own callback and period) when the first
+ * connection arrives, cleared when the last one closes. A connection's deadlines are then
+ * checked within one period, as before. A worker that never gets a connection never runs it.
  *
  * The timer lives in a symbol-keyed slot that Node's close() clears; a new timer goes back
  * into the same slot, so server.close() still stops it. Servers without that slot (http2,
@@ -21,40 +22,56 @@ interface NodeTimeout {
 }
 
 export class ConnectionChecks {
-  private readonly slot: symbol | undefined;
-  private readonly check: (() => void) | undefined;
-  private readonly periodMs: number = 0;
-  private armed = false;
+  private slot: symbol | undefined;
+  private check: (() => void) | undefined;
+  private periodMs = 0;
+  /** The timer we armed, while it runs: anything else in the slot is Node's. */
+  private ours: NodeJS.Timeout | undefined;
+  private open = 0;
 
   constructor(private readonly server: net.Server) {
-    const s = server as unknown as Record<symbol, unknown>;
-    const slot = Object.getOwnPropertySymbols(server).find((k) => k.description === SLOT);
-    const timer = slot === undefined ? undefined : (s[slot] as NodeTimeout | undefined);
-    if (slot === undefined || typeof timer?._onTimeout !== 'function' || !(Number(timer._repeat) > 0)) return;
+    // Node arms its timer from a 'listening' listener added in the server's constructor, so
+    // this one runs after it; a server that listens again (after close) arms a new one.
+    server.on('listening', () => this.take());
+    this.take();
+  }
+
+  /** Takes Node's own timer out of its slot, if one is running there. */
+  private take(): void {
+    const s = this.server as unknown as Record<symbol, unknown>;
+    const slot = this.slot ?? Object.getOwnPropertySymbols(this.server).find((k) => k.description === SLOT);
+    if (slot === undefined) return;
+    const timer = s[slot] as NodeTimeout | undefined;
+    if (timer === undefined || timer === (this.ours as unknown) || typeof timer._onTimeout !== 'function') return;
+    if (!(Number(timer._repeat) > 0)) return;
     this.slot = slot;
     this.check = timer._onTimeout;
     this.periodMs = Number(timer._repeat);
     clearInterval(timer as unknown as NodeJS.Timeout);
     s[slot] = undefined;
+    this.ours = undefined;
+    this.update(this.open);
   }
 
   /** The worker holds `open` connections now. */
   update(open: number): void {
+    this.open = open;
     if (this.slot === undefined || this.check === undefined) return;
     const s = this.server as unknown as Record<symbol, unknown>;
-    if (open > 0 && !this.armed) {
+    if (this.ours !== undefined && s[this.slot] !== this.ours) this.ours = undefined; // close() cleared it
+    if (open > 0 && this.ours === undefined) {
       if (!this.server.listening) return; // closed: Node cleared it for good
-      s[this.slot] = setInterval(this.check, this.periodMs).unref();
-      this.armed = true;
-    } else if (open === 0 && this.armed) {
-      clearInterval(s[this.slot] as NodeJS.Timeout);
+      this.ours = setInterval(this.check, this.periodMs).unref();
+      s[this.slot] = this.ours;
+    } else if (open === 0 && this.ours !== undefined) {
+      clearInterval(this.ours);
       s[this.slot] = undefined;
-      this.armed = false;
+      this.ours = undefined;
     }
   }
 
   /** For tests and stats: is the timer running? */
   get running(): boolean {
-    return this.armed;
+    return this.ours !== undefined;
   }
 }

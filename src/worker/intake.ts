@@ -57,7 +57,7 @@ export class Intake {
   private readonly early = new Map<number, Early>();
   private readonly http1 = new Set<unknown>();
   private readonly counted = new Set<net.Server>();
-  /** Node's request-timeout check per server, running only while we hold connections (made at the first connection, once the server surely listens). */
+  /** Node's request-timeout check per server, running only while we hold connections. */
   private readonly checks = new Map<net.Server, ConnectionChecks>();
 
   constructor(
@@ -82,14 +82,7 @@ export class Intake {
   }
 
   private updateChecks(open: number): void {
-    for (const server of this.counted) {
-      let checks = this.checks.get(server);
-      if (checks === undefined) {
-        if (open === 0) continue;
-        this.checks.set(server, (checks = new ConnectionChecks(server)));
-      }
-      checks.update(open);
-    }
+    for (const checks of this.checks.values()) checks.update(open);
   }
 
   /** Every server that takes connections here. */
@@ -103,6 +96,7 @@ export class Intake {
     this.routes[index] = { server, adopter: new Adopter(server, this.infos) };
     if (!this.counted.has(server)) {
       this.counted.add(server);
+      this.checks.set(server, new ConnectionChecks(server));
       if (isHttp1(server)) {
         if (this.http1.size === 0) this.countHttp1();
         this.http1.add(server);
@@ -114,6 +108,7 @@ export class Intake {
     if (early) {
       this.early.delete(index);
       for (const { fd, peer } of early) this.adoptOne(fd, index, peer);
+      this.updateChecks(this.sockets.size);
     }
   }
 

@@ -18,6 +18,9 @@ const REQUEST_JITTER = 0.1;
 /** While nothing happens the tick slows down, to this many intervals at most; the next
  *  accepted connection brings it back at once (dispatch mode). */
 const MAX_BACKOFF = 16;
+/** Herd and reuseport have no accept thread to call back: a pool that can grow backs off
+ *  less, so that it still grows within this many intervals of load arriving. */
+const MAX_BACKOFF_UNWATCHED = 4;
 
 export interface ScaleEvent {
   from: number;
@@ -77,16 +80,19 @@ export class Supervisor {
    * connection accepted, no request served or in flight, no loop busy, nothing starting), twice as long each time up to
    * MAX_BACKOFF intervals, so an idle pool wakes the primary a few times a minute. The
    * acceptor calls back on the next connection, and sampling resumes one interval later:
-   * the pool still grows within one interval of load arriving.
+   * the pool still grows within one interval of load arriving. Without the accept thread
+   * (herd, reuseport) nothing calls back: a pool fixed in size backs off as far, one that
+   * can grow only to MAX_BACKOFF_UNWATCHED intervals.
    */
   private run(): void {
     const { changed, shrinkDueIn } = this.tick();
     const interval = this.opts.scale.interval;
-    if (changed || !this.acceptor) this.quiet = 0;
-    else this.quiet = Math.min(this.quiet + 1, Math.log2(MAX_BACKOFF));
+    const most = this.acceptor || this.opts.min === this.opts.max ? MAX_BACKOFF : MAX_BACKOFF_UNWATCHED;
+    if (changed) this.quiet = 0;
+    else this.quiet = Math.min(this.quiet + 1, Math.log2(most));
     let delay = interval * 2 ** this.quiet;
     if (shrinkDueIn !== undefined) delay = Math.min(delay, Math.max(interval, shrinkDueIn));
-    if (delay > interval) this.acceptor!.watchActivity(() => this.onActivity());
+    if (delay > interval) this.acceptor?.watchActivity(() => this.onActivity());
     this.schedule(delay);
   }
 

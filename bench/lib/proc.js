@@ -131,4 +131,14 @@ function treeRss(root) {
   return tree(root).reduce((t, pid) => t + (sample(pid)?.rss || 0), 0);
 }
 
-module.exports = { tree, children, sample, snapshot, delta, treeRss, threadSwitches, threadCpu, CLK_TCK };
+/**
+ * Memory only this process has dirtied (its heap, stacks, written data), bytes, from
+ * /proc/<pid>/smaps_rollup: RSS also counts the node binary's pages, shared by every process
+ * that runs it, so it says little about what one more worker costs. null if unreadable.
+ */
+function privateDirty(pid) {
+  const m = (read(`/proc/${pid}/smaps_rollup`) || '').match(/^Private_Dirty:\s+(\d+) kB/m);
+  return m ? Number(m[1]) * 1024 : null;
+}
+
+module.exports = { tree, children, sample, snapshot, delta, treeRss, privateDirty, threadSwitches, threadCpu, CLK_TCK };

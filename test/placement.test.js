@@ -48,7 +48,10 @@ describe('placement policy: pickForTest()', function () {
     assert.equal(pick([asleep(5_000_000), asleep(2_000, { open: 3 })]), 0);
     // One we sent a connection under 1 ms ago is asleep only until that request arrives (which
     // may block): another free worker goes first, whatever its load or how long it slept.
-    assert.equal(pick([asleep(50, { sentAtUs: NOW.us - 300 }), asleep(5_000_000, { open: 4 })]), 1);
+    assert.equal(pick([asleep(50, { sentAtUs: NOW.us - 300, open: 1 }), asleep(5_000_000, { open: 4 })]), 1);
+    // ... unless that connection has closed already: nothing of it can block (one client making
+    // a request per connection keeps one warm worker instead of waking each in turn).
+    assert.equal(pick([asleep(50, { sentAtUs: NOW.us - 300 }), asleep(200, { sentAtUs: NOW.us - 600 })]), 0, 'closed: not fresh');
     assert.equal(pick([asleep(50, { sentAtUs: NOW.us - 30_000 }), asleep(5_000_000)]), 0, 'sent long ago: not fresh');
     // Never at the expense of a free worker: one with a connection already waiting is not free.
     assert.equal(pick([asleep(10_000), asleep(100, { pending: 1, unreadSinceUs: NOW.us - 50 })]), 0);

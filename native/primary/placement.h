@@ -6,7 +6,8 @@
 //   1. Free: a loop asleep in the poll phase with nothing waiting for it takes a connection
 //      at once. Free workers win. Among them, one we sent nothing in the last kFreshUs first
 //      (one that has just read a connection is asleep only until its request arrives, and
-//      that request may block: what we send it now would wait behind it), then the fewest
+//      that request may block: what we send it now would wait behind it; one whose
+//      connections have all closed since is not fresh), then the fewest
 //      open connections (keep-alive clients stay spread for when load rises), then the one
 //      that fell asleep last: at light
 //      load the same warm worker serves everything and the others stay asleep, so the pool
@@ -144,7 +145,10 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
   }
   if (!awake && pending == 0) {
     uint64_t since_sent = 0;
-    a.fresh = w.sent_ever && Elapsed(now.us, w.sent_at_us, &since_sent) && since_sent < kFreshUs;
+    // Only while it holds a connection: one whose connections have all closed has no
+    // request to come that could block (a client making one request per connection would
+    // otherwise be sent to every worker in turn, each woken cold).
+    a.fresh = open > 0 && w.sent_ever && Elapsed(now.us, w.sent_at_us, &since_sent) && since_sent < kFreshUs;
     a.tier = Tier::kFree;
     a.idle_us = since_change > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(since_change);
     return a;

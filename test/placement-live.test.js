@@ -222,4 +222,28 @@ describe('placement by loop state, and stealing (real processes)', function () {
     assert.ok(grewAfter < 1000, `grew ${grewAfter} ms after load arrived`);
     await Promise.all(blocked);
   });
+
+  it('the primary sleeps while it serves /metrics: its own process metrics run no timer', async function () {
+    this.timeout(30000);
+    const child = spawn(process.execPath, [require.resolve('./fixtures/idle-primary.js')], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, IDLE_PRIMARY_METRICS: '1' },
+    });
+    primaries.push(child);
+    const lines = readline.createInterface({ input: child.stdout });
+    const first = new Promise((resolve) => lines.once('line', resolve));
+    const info = JSON.parse(await Promise.race([first, sleep(15000).then(() => 'null')]));
+    assert.ok(info && info.metricsPort, 'the primary did not start with metrics');
+    for (let i = 0; i < 4; i++) assert.equal((await get(info.port, '/')).status, 200);
+    const scrape = await get(info.metricsPort, '/metrics');
+    assert.equal(scrape.status, 200);
+    assert.match(scrape.text, /^nodejs_eventloop_lag_seconds \d/m, 'the lag is still reported');
+    assert.match(scrape.text, /^process_cpu_seconds_total \d/m);
+    await sleep(4000);
+    const before = contextSwitches(info.pid);
+    await sleep(3000);
+    const primary = contextSwitches(info.pid) - before;
+    // Was ~300 (prom-client's event-loop-lag histogram: a 10 ms timer, for good).
+    assert.ok(primary <= 6, `the primary serving /metrics made ${primary} context switches in 3 s idle`);
+  });
 });

@@ -9,11 +9,12 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { loadAddon } from '../shared/binding';
 import type { DispatcherStats, DispatchWaitStats, WorkerStats } from './stats';
 import type { WorkerReply } from './health';
 import { appMetricsText, registerWorkerMetrics } from './worker-metrics';
+import { registerProcessMetrics } from './process-metrics';
 
 /** What the metrics read: a Dispatcher, or anything that answers like one. */
 export interface StatsSource {
@@ -219,7 +220,7 @@ export function createRegistry(d: StatsSource, options: { perWorker?: boolean } 
       }
     } });
   }
-  collectDefaultMetrics({ register: registry }); // the primary's own CPU, memory, fds
+  registerProcessMetrics(registry); // the primary's own CPU, memory, fds: no timer
   return registry;
 }
 

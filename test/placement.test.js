@@ -28,6 +28,15 @@ describe('placement policy: pickForTest()', function () {
     assert.equal(pick([awake(300, { pending: 2, unreadSinceUs: NOW.us - 100 }), awake(1200, { pending: 1, unreadSinceUs: NOW.us - 100 })]), 1);
   });
 
+  it('among workers awake briefly: one with no request in flight first (the other may be at the start of a long handler)', () => {
+    // Both 300 µs awake; worker 0 is in a handler, worker 1 finishing a response it already sent.
+    assert.equal(pick([awake(300, { open: 1, inFlight: 1 }), awake(300, { open: 3 })]), 1);
+    // ... even if the one in a handler has been awake for less time.
+    assert.equal(pick([awake(100, { open: 1, inFlight: 1 }), awake(1200, { open: 1 })]), 1);
+    // A connection already waiting still counts first.
+    assert.equal(pick([awake(100, { open: 1, inFlight: 1 }), awake(300, { open: 1, pending: 1, unreadSinceUs: NOW.us - 300 })]), 0);
+  });
+
   it('a worker awake past the threshold gets nothing while another can take it, whatever its load', () => {
     const r = pickForTest([awake(3000), awake(1500, { open: 50, inFlight: 50 })], NOW, { avoidUs: 2000 });
     assert.deepEqual(r.tiers, ['slow', 'prompt']);

@@ -15,7 +15,8 @@
 //      busy worker taking what a free one could.
 //   2. Prompt: awake for at most `avoid_us`, or asleep with connections just sent. The fewest
 //      connections already waiting first (each is work of unknown length ahead of ours: one
-//      may be a request that blocks for seconds), then how long the next connection would
+//      may be a request that blocks for seconds), then one with no request in flight (a loop
+//      in a handler may be at the start of a long one), then how long the next connection would
 //      wait (time awake, or since its oldest unread connection), then load; ties go
 //      round-robin from `start`.
 //   3. Slow: awake (or not reading) past `avoid_us`. Gets a connection only while no free or
@@ -77,9 +78,10 @@ struct Assessment {
   uint32_t idle_us = 0;  // free only: how long it has been asleep
   int64_t load = 0;      // open + in flight + pending
   int64_t pending = 0;
-  bool fresh = false;    // sent a connection within kFreshUs
-  uint64_t held_us = 0;  // awake this long, or its oldest unread connection this old
-  int64_t holds = 0;     // connections it holds: open + pending (not requests)
+  bool fresh = false;       // sent a connection within kFreshUs
+  uint64_t held_us = 0;     // awake this long, or its oldest unread connection this old
+  int64_t holds = 0;        // connections it holds: open + pending (not requests)
+  bool in_handler = false;  // a request in flight: its loop may be in the first µs of a long handler
 };
 
 constexpr uint32_t kPendingCostUs = 250;     // a connection already waiting costs about this much
@@ -136,6 +138,7 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
   if (pending > 0 && !Elapsed(now.us, w.unread_since_us, &unread)) unread = 0;  // ours: trusted
 
   a.load = open + in_flight + pending;
+  a.in_handler = in_flight > 0;
   a.pending = pending;
   a.holds = open + pending;
   if (!sane) {
@@ -170,6 +173,9 @@ inline bool Better(const Assessment& a, const Assessment& b) {
       return a.idle_us < b.idle_us;
     case Tier::kPrompt: {
       if (a.pending != b.pending) return a.pending < b.pending;
+      // Awake briefly is ambiguous: finishing a response, or 300 µs into a 200 ms handler. A
+      // loop with no request in flight is not in a handler, so it is the safer of the two.
+      if (a.in_handler != b.in_handler) return !a.in_handler;
       uint64_t qa = a.wait_us / kWaitBucketUs, qb = b.wait_us / kWaitBucketUs;
       if (qa != qb) return qa < qb;
       return a.load < b.load;

@@ -49,11 +49,13 @@ async function observe(runner, app) {
     const name = (p) => (p === port ? 'PORT' : p);
 
     const answers = new Map();
-    for (let i = 0; i < 200 && answers.size < N; i++) {
-      const r = await get(port, '/x?y=1');
-      assert.equal(r.status, 200);
-      const b = JSON.parse(r.body);
-      answers.set(b.pid, b);
+    // N at once: one request at a time may stay on one warm worker.
+    for (let i = 0; i < 100 && answers.size < N; i++) {
+      for (const r of await Promise.all(Array.from({ length: N }, () => get(port, '/x?y=1')))) {
+        assert.equal(r.status, 200);
+        const b = JSON.parse(r.body);
+        answers.set(b.pid, b);
+      }
     }
     const pids = [...answers.keys()];
     const workers = [...answers.values()].map((b) => ({

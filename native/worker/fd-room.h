@@ -22,23 +22,23 @@ class FdRoom {
   bool Enough(size_t need) { return Free() >= need; }
   // Whether the cheap estimate says there is room for `need` (no syscall). It cannot see fds
   // the app opens: check TableLooksRoomy() too, once per read.
-  bool SurelyEnough(size_t need) const { return counted_ + since_count_ + need + kReserve <= limit_; }
+  bool SurelyEnough(size_t need) const { return ever_counted_ && counted_ + since_count_ + need + kReserve <= limit_; }
   // Our estimate (last count plus fds received since) missed fds the app opened: a leaking
-  // app filled the table behind it and the kernel dropped the next record's fds. The table
-  // itself says whether it is filling: the kernel hands out the lowest free fd, so a leak
-  // fills it from the bottom, leaving its lowest free fd near the limit, and fills the top
-  // last. Both are probed (two fcntl, two close); either near the limit means an exact count.
-  bool TableLooksRoomy(int anchor, size_t need) const {
-    if (limit_ == 0 || need + kReserve >= limit_) return false;
-    int lowest = fcntl(anchor, F_DUPFD_CLOEXEC, 0);
-    if (lowest < 0) return false;  // EMFILE: no room at all
-    close(lowest);
-    if (static_cast<size_t>(lowest) + need + kReserve > limit_) return false;
-    if (limit_ > static_cast<size_t>(INT32_MAX)) return true;  // unlimited: only the estimate counts
-    int top = fcntl(anchor, F_DUPFD_CLOEXEC, static_cast<int>(limit_ - need - kReserve));
-    if (top < 0) return false;  // the top of the table is full
-    close(top);
-    return true;
+  // app filled the table behind it and the kernel dropped the next record's fds. Two cheap
+  // looks, no fd made: the limit as it is now (an operator may lower it: prlimit), and
+  // whether fd M = limit - need - reserve is free. The kernel hands out the lowest free fd,
+  // so a leak fills the table from the bottom: M free means a leak has not reached the top
+  // (and the lowest free fd is at most M). M taken means an exact count.
+  // (A probe that made an fd at M, F_DUPFD, would grow the kernel's fd table to the limit in
+  // every worker: 8 MB of kernel memory each under a 1M-fd limit.)
+  bool TableLooksRoomy(size_t need) {
+    rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return false;
+    limit_ = lim.rlim_cur == RLIM_INFINITY ? SIZE_MAX / 2 : lim.rlim_cur;
+    if (need + kReserve >= limit_) return false;
+    size_t m = limit_ - need - kReserve;
+    if (m > static_cast<size_t>(INT32_MAX)) return true;  // no fd number gets that high: only the estimate counts
+    return fcntl(static_cast<int>(m), F_GETFD) < 0 && errno == EBADF;
   }
   // Fds that can still be taken, counted now.
   size_t Free() {
@@ -54,6 +54,7 @@ class FdRoom {
     rlimit lim;
     if (getrlimit(RLIMIT_NOFILE, &lim) == 0) limit_ = lim.rlim_cur == RLIM_INFINITY ? SIZE_MAX / 2 : lim.rlim_cur;
     since_count_ = 0;
+    ever_counted_ = true;
     DIR* dir = opendir("/proc/self/fd");
     if (dir == nullptr) {
       // Out of fds ourselves: no room at all. No /proc: trust the limit alone.
@@ -67,7 +68,8 @@ class FdRoom {
     counted_ = n > 0 ? n - 1 : 0;  // the directory's own fd
   }
 
-  size_t limit_ = 0;  // 0 forces a count on first use
+  size_t limit_ = 0;
+  bool ever_counted_ = false;  // the estimate starts from a count
   size_t counted_ = 0;
   size_t since_count_ = 0;
 };

@@ -199,7 +199,7 @@ void Inbox::Publish(ScoreField field, double value) {
 size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
   uint32_t announced = 0, malformed = 0;
   // Once per read: the app runs on this thread, so it opens nothing while we read.
-  bool roomy = room_.TableLooksRoomy(fd_, kMaxBatch);
+  bool roomy = room_.TableLooksRoomy(kMaxBatch);
   for (size_t i = 0; i < kReadBatch; i++) {
     if (!roomy || !room_.SurelyEnough(kMaxBatch)) {
       // Near the limit: count what is free and look at how many fds the next record holds.

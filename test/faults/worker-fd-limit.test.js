@@ -4,6 +4,7 @@
 // the worker must leave them in its channel instead, so that they wait or go elsewhere.
 const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
 const http = require('node:http');
 const { Dispatcher } = require('../..');
 const { waitFor } = require('../helpers');
@@ -28,6 +29,21 @@ describe('faults: a worker at its fd limit', function () {
   afterEach(async () => {
     await d?.close({ timeout: 2000 });
     d = undefined;
+  });
+
+  it('checking for room grows no fd table: the worker\'s table stays far below its limit', async () => {
+    // The check once made an fd near the limit (F_DUPFD at limit - 32), which grows the
+    // kernel's fd table to the limit in every worker: 8 MB of kernel memory each at 1M fds.
+    d = await Dispatcher.start({ min: 1, max: 1, app, listen: { port: 0, host: '127.0.0.1' } });
+    const { port } = d.address();
+    const { pid } = d.workers()[0];
+    const hard = Number(/^Max open files\s+\d+\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'))[1]);
+    const limit = Math.min(4096, hard);
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${limit}:`]);
+    const results = await Promise.all(Array.from({ length: 20 }, () => hold(port, 50)));
+    assert.deepEqual(results.filter((r) => !r.ok), []);
+    const fdSize = Number(/^FDSize:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+    assert.ok(fdSize < limit - 32, `the worker's fd table grew to ${fdSize} entries (limit ${limit})`);
   });
 
   for (const workers of [1, 2]) {

@@ -17,4 +17,5 @@ module.exports = [
   require('./app-listen'), // S13
   require('./idle'), // S14
   require('./one-client'), // S15
+  require('./keep-alive-steady'), // S16
 ];

@@ -1,7 +1,7 @@
 'use strict';
 // An idle pool sleeps (issue #19, item 2): a worker that holds no connection has nothing
 // periodic to do. Node's http connection check (1 s, main.ts) runs only while the worker holds
-// connections (src/worker/connection-checks.ts), so an idle worker's event loop never wakes.
+// connections (src/shared/connection-checks.ts), so an idle worker's event loop never wakes.
 // Counted, not timed: each worker counts its own loop wake-ups on its scoreboard
 // (loopWakeups). V8 collects garbage a few times some seconds after the last activity, once,
 // which wakes the loop too: the window starts after that has passed.

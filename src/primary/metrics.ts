@@ -15,6 +15,7 @@ import type { DispatcherStats, DispatchWaitStats, WorkerStats } from './stats';
 import type { WorkerReply } from './health';
 import { appMetricsText, registerWorkerMetrics } from './worker-metrics';
 import { registerProcessMetrics } from './process-metrics';
+import { ConnectionChecks } from '../shared/connection-checks';
 
 /** What the metrics read: a Dispatcher, or anything that answers like one. */
 export interface StatsSource {
@@ -266,7 +267,12 @@ export function startMetricsServer(d: StatsSource, options: MetricsOptions): Pro
   });
   server.maxConnections = MAX_CONNECTIONS;
   server.setTimeout(IDLE_TIMEOUT_MS);
+  // The 1 s request-timeout check runs only while a scraper is connected: an idle primary sleeps.
+  const checks = new ConnectionChecks(server);
+  let open = 0;
   server.on('connection', (socket) => {
+    checks.update(++open);
+    socket.once('close', () => checks.update(--open));
     if (freeFds() < FD_RESERVE) socket.destroy();
   });
   return new Promise((resolve, reject) => {

@@ -15,7 +15,7 @@ import type * as net from 'node:net';
 import { Score } from '../shared/scoreboard';
 import type { ListenerInfo } from '../shared/protocol';
 import { Adopter, type Peer } from './adopt';
-import { ConnectionChecks } from './connection-checks';
+import { ConnectionChecks } from '../shared/connection-checks';
 
 const kInFlight = Symbol('herdless.inFlight');
 type Counted = net.Socket & { [kInFlight]?: number };

@@ -1,7 +1,8 @@
 /**
  * Node's http server checks headersTimeout/requestTimeout on a timer that runs from
- * 'listening' until close, connections or not (main.ts lowers its period to 1 s): an idle
- * worker would wake every second, and with it V8's helper threads. The check only ever looks
+ * 'listening' until close, connections or not (a worker's main.ts and the primary's metrics
+ * server set its period to 1 s): an idle worker, or a primary serving /metrics, would wake
+ * every second, and with it V8's helper threads. The check only ever looks
  * at open connections, so here it runs only while the worker holds some: Node's timer is
  * taken from the server as soon as Node arms it (on 'listening', or at once if the server
  * already listens), and re-armed (with Node's own callback and period) when the first

@@ -2,12 +2,12 @@
  * Node's http server checks headersTimeout/requestTimeout on a timer that runs from
  * 'listening' until close, connections or not (a worker's main.ts and the primary's metrics
  * server set its period to 1 s): an idle worker, or a primary serving /metrics, would wake
- * every second, and with it V8's helper threads. The check only ever looks
- * at open connections, so here it runs only while the worker holds some: Node's timer is
+ * every second, and with it V8's helper threads. The check only ever looks at open
+ * connections, so here it runs only while the server holds some: Node's timer is
  * taken from the server as soon as Node arms it (on 'listening', or at once if the server
  * already listens), and re-armed (with Node's own callback and period) when the first
  * connection arrives, cleared when the last one closes. A connection's deadlines are then
- * checked within one period, as before. A worker that never gets a connection never runs it.
+ * checked within one period, as before. A server that never gets a connection never runs it.
  *
  * The timer lives in a symbol-keyed slot that Node's close() clears; a new timer goes back
  * into the same slot, so server.close() still stops it. Servers without that slot (http2,
@@ -54,7 +54,7 @@ export class ConnectionChecks {
     this.update(this.open);
   }
 
-  /** The worker holds `open` connections now. */
+  /** The server holds `open` connections now. */
   update(open: number): void {
     this.open = open;
     if (this.slot === undefined || this.check === undefined) return;

@@ -371,7 +371,12 @@ describe('app-opened listeners get what configured ones get', function () {
     const answers = await spread(port);
     for (const a of answers) assert.ok(!old.includes(a.pid), 'served by the new workers');
     await d.resize(3);
-    const pids = new Set((await spread(port, 18, '/slow?ms=300')).map((a) => a.pid));
+    // A burst arrives within a millisecond: a new worker whose loop is still busy starting
+    // then (a loaded machine) is passed over for that one. Ask again until all three answer.
+    const pids = new Set();
+    for (let round = 0; round < 5 && pids.size < 3; round++) {
+      for (const a of await spread(port, 18, '/slow?ms=300')) pids.add(a.pid);
+    }
     assert.equal(pids.size, 3, `served by ${[...pids]}`);
   });
 

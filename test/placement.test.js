@@ -66,6 +66,27 @@ describe('placement policy: pickForTest()', function () {
     assert.equal(pick([asleep(10_000), asleep(100, { pending: 1, unreadSinceUs: NOW.us - 50 })]), 0);
   });
 
+  it('a loop awake briefly with nothing in flight is on its way to poll: free and the warmest, so one client keeps one warm worker', () => {
+    // One client, a request per connection: its next connection comes while the worker that
+    // answered the last is still closing it. Sending it to the sleeping worker made the two
+    // take turns, each woken cold (issue #19, one client).
+    const answered = { open: 1, sentAtUs: NOW.us - 400, servedSinceSent: true };
+    const r = pickForTest([asleep(3000), awake(150, answered)], NOW);
+    assert.deepEqual(r.tiers, ['free', 'free']);
+    assert.equal(r.pick, 1);
+    // The connection it just answered does not count as load; another it holds does.
+    assert.equal(pick([asleep(3000), awake(150, { ...answered, open: 2 })]), 0);
+    // Not while the request of what we just sent it has not come: it may block.
+    assert.equal(pick([asleep(3000), awake(150, { open: 1, sentAtUs: NOW.us - 400 })]), 0);
+    // Not with a request in flight (300 µs into a 200 ms handler looks the same), nor with a
+    // connection unread, nor awake past 500 µs: those are prompt, after every free worker.
+    for (const w of [awake(150, { ...answered, inFlight: 1 }), awake(150, { pending: 1, unreadSinceUs: NOW.us - 50 }), awake(800, answered)]) {
+      const t = pickForTest([asleep(3000), w], NOW);
+      assert.deepEqual(t.tiers, ['free', 'prompt']);
+      assert.equal(t.pick, 0);
+    }
+  });
+
   it('spreads a burst (issue #19): past 64 connections held, none holds more than 8 + 1/8 over the least-holding worker that is not stalled', () => {
     // What was just sent and not read counts at once (pending), as open connections do.
     assert.equal(pick([asleep(10, { pending: 64, unreadSinceUs: NOW.us - 50 }), awake(1500)]), 1, 'pending counts');
@@ -142,7 +163,7 @@ describe('placement policy: pickForTest()', function () {
     const w = { awake: false, sinceUs: (NOW.us + 2 ** 31) >>> 0, sinceMs: NOW.ms - twoHoursMs };
     assert.deepEqual(pickForTest([w], NOW).tiers, ['free']);
     const stuck = { awake: true, sinceUs: (NOW.us + 2 ** 31) >>> 0, sinceMs: NOW.ms - twoHoursMs };
-    assert.deepEqual(pickForTest([stuck, awake(100)], NOW).tiers, ['slow', 'prompt']);
+    assert.deepEqual(pickForTest([stuck, awake(100, { inFlight: 1 })], NOW).tiers, ['slow', 'prompt']);
   });
 
   it('steal: only connections held unread past stealAfter, by a loop awake that long or not reading', () => {

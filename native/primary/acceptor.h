@@ -50,6 +50,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
     uint32_t seen_sent = 0;
     uint32_t sent_at_us = 0;  // when we saw `sent` grow: the accept thread looks after every round
     bool sent_ever = false;
+    uint32_t requests_at_send = 0;  // its board's requests answered when we saw `sent` grow
   };
 
   enum class Pause { kNone, kBackpressure, kFds, kErrors };

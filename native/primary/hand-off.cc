@@ -45,11 +45,14 @@ placement::WorkerView Acceptor::Observe(Worker& w, bool usable, MonotonicNow now
   if (received != w.seen_received || w.seen_pending <= 0) w.unread_since_us = now.us;
   w.seen_received = received;
   w.seen_pending = v.pending;
+  uint32_t requests = static_cast<uint32_t>(w.board->Load(kRequests));
   if (w.sent != w.seen_sent) {
     w.seen_sent = w.sent;
     w.sent_at_us = now.us;
     w.sent_ever = true;
+    w.requests_at_send = requests;
   }
+  v.served_since_sent = requests != w.requests_at_send;
   v.sent_at_us = w.sent_at_us;
   v.sent_ever = w.sent_ever;
   v.usable = usable;

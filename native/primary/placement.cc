@@ -2,7 +2,7 @@
 // for test/placement.test.js. Not part of the public API.
 //
 //   workers: [{ awake, sinceUs, sinceMs, pending, open, inFlight, maxConnections,
-//               unreadSinceUs, sentAtUs, usable }]   (what a scoreboard and the accept thread hold)
+//               unreadSinceUs, sentAtUs, servedSinceSent, usable }]   (what a scoreboard and the accept thread hold)
 //   now:     { us, ms }
 //   options: { maxConnections, avoidUs, stealAfterUs, start }
 //   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool],
@@ -53,6 +53,7 @@ std::vector<placement::WorkerView> Views(const Napi::Array& list) {
     v.unread_since_us = U32(w, "unreadSinceUs");
     v.sent_ever = w.Get("sentAtUs").IsNumber();
     v.sent_at_us = U32(w, "sentAtUs");
+    v.served_since_sent = w.Get("servedSinceSent").ToBoolean();
   }
   return views;
 }

@@ -13,6 +13,8 @@
 //      load the same warm worker serves everything and the others stay asleep, so the pool
 //      makes as few wake-ups as one worker needs (concentration), never at the cost of a
 //      busy worker taking what a free one could.
+//      A loop awake under kFinishingUs with no request in flight and nothing unread counts
+//      as free and the warmest: it is on its way back to poll (see Assess).
 //   2. Prompt: awake for at most `avoid_us`, or asleep with connections just sent. The fewest
 //      connections already waiting first (each is work of unknown length ahead of ours: one
 //      may be a request that blocks for seconds), then one with no request in flight (a loop
@@ -48,16 +50,17 @@ namespace herdless {
 namespace placement {
 
 struct WorkerView {
-  bool usable = true;            // not paused, not full, not already tried (the caller's view)
-  int32_t pending = 0;           // sent - received, as the primary computes it (< 0: nonsense)
-  int32_t open = 0;              // scoreboard: connections open
-  int32_t in_flight = 0;         // scoreboard: requests in flight
-  int32_t max_connections = 0;   // scoreboard: the server's own maxConnections, 0 = none
-  uint32_t loop = 0;             // scoreboard: loop state word (bit 0 awake, bits 1..31 µs)
-  uint32_t loop_since_ms = 0;    // scoreboard: ms of the last loop state change
-  uint32_t unread_since_us = 0;  // primary's own: since when connections wait unread (pending > 0)
-  uint32_t sent_at_us = 0;       // primary's own: when it last sent this worker a connection
-  bool sent_ever = false;        // ... if it ever did
+  bool usable = true;              // not paused, not full, not already tried (the caller's view)
+  int32_t pending = 0;             // sent - received, as the primary computes it (< 0: nonsense)
+  int32_t open = 0;                // scoreboard: connections open
+  int32_t in_flight = 0;           // scoreboard: requests in flight
+  int32_t max_connections = 0;     // scoreboard: the server's own maxConnections, 0 = none
+  uint32_t loop = 0;               // scoreboard: loop state word (bit 0 awake, bits 1..31 µs)
+  uint32_t loop_since_ms = 0;      // scoreboard: ms of the last loop state change
+  uint32_t unread_since_us = 0;    // primary's own: since when connections wait unread (pending > 0)
+  uint32_t sent_at_us = 0;         // primary's own: when it last sent this worker a connection
+  bool sent_ever = false;          // ... if it ever did
+  bool served_since_sent = false;  // scoreboard: a request answered since that last send
 };
 
 struct Options {
@@ -90,6 +93,7 @@ constexpr uint32_t kWaitBucketUs = 250;      // prompt workers this close count 
 constexpr uint32_t kLongSpanMs = 2000;       // past this, durations come from the ms field
 constexpr int32_t kSaneCount = 1 << 24;      // more open connections than any process holds
 constexpr uint32_t kFreshUs = 1000;          // a connection sent this recently has not been served yet
+constexpr uint64_t kFinishingUs = 500;       // awake this briefly, nothing in flight: on its way to poll
 constexpr uint64_t kSpreadStallUs = 100000;  // held past this: stalled (client-ip's default stall, too)
 constexpr int64_t kSpreadSlackMin = 8;       // a worker may hold this many more than the least-holding one
 constexpr int64_t kSpreadFrom = 64;          // below this many held, the tiers alone decide (no burst)
@@ -154,6 +158,25 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
     a.fresh = open > 0 && w.sent_ever && Elapsed(now.us, w.sent_at_us, &since_sent) && since_sent < kFreshUs;
     a.tier = Tier::kFree;
     a.idle_us = since_change > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(since_change);
+    return a;
+  }
+  // Finishing: a loop awake only briefly, with no request in flight and nothing sent to it
+  // unread, is on its way back to poll: it reads what we send on its next poll, warm and
+  // without a wake-up of its own, where a sleeping worker would be woken cold. One client
+  // making a request per connection shows why it matters: its next connection arrives while
+  // the worker that answered the last one is still closing it, and sending it to the other
+  // (asleep) worker made the two take turns, each woken cold for every request. So it counts
+  // as free, asleep for 0 µs (the warmest), and the connection it just answered, usually on
+  // its way out, does not count as load. Not fresh once it has answered a request since our
+  // last send (that connection's request came; what it holds no longer waits for one). No
+  // request in flight is what keeps a loop 300 µs into a 200 ms handler out of this.
+  if (awake && pending == 0 && in_flight == 0 && since_change <= kFinishingUs) {
+    uint64_t since_sent = 0;
+    a.fresh = open > 0 && w.sent_ever && !w.served_since_sent && Elapsed(now.us, w.sent_at_us, &since_sent) &&
+              since_sent < kFreshUs;
+    a.tier = Tier::kFree;
+    a.idle_us = 0;
+    a.load = open > 0 ? open - 1 : 0;
     return a;
   }
   uint64_t busy = awake ? since_change : 0;

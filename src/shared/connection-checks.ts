@@ -6,8 +6,12 @@
  * connections, so here it runs only while the server holds some: Node's timer is
  * taken from the server as soon as Node arms it (on 'listening', or at once if the server
  * already listens), and re-armed (with Node's own callback and period) when the first
- * connection arrives, cleared when the last one closes. A connection's deadlines are then
- * checked within one period, as before. A server that never gets a connection never runs it.
+ * connection arrives. A connection's deadlines are then checked within one period, as before.
+ * The timer stops itself when it fires and finds no connection: stopping it as the last one
+ * closes (and arming it again for the next) cost a timer insert and removal per connection,
+ * about 9 µs of a worker's CPU per request at one client, Connection: close; this way the
+ * timer stays armed while connections come and go, and an idle server wakes once more, within
+ * one period, then sleeps. A server that never gets a connection never runs it.
  *
  * The timer lives in a symbol-keyed slot that Node's close() clears; a new timer goes back
  * into the same slot, so server.close() still stops it. Servers without that slot (http2,
@@ -54,7 +58,7 @@ export class ConnectionChecks {
     this.update(this.open);
   }
 
-  /** The server holds `open` connections now. */
+  /** The server holds `open` connections now (the timer stops itself once it finds none). */
   update(open: number): void {
     this.open = open;
     if (this.slot === undefined || this.check === undefined) return;
@@ -62,13 +66,21 @@ export class ConnectionChecks {
     if (this.ours !== undefined && s[this.slot] !== this.ours) this.ours = undefined; // close() cleared it
     if (open > 0 && this.ours === undefined) {
       if (!this.server.listening) return; // closed: Node cleared it for good
-      this.ours = setInterval(this.check, this.periodMs).unref();
+      this.ours = setInterval(() => this.tick(), this.periodMs).unref();
       s[this.slot] = this.ours;
-    } else if (open === 0 && this.ours !== undefined) {
-      clearInterval(this.ours);
-      s[this.slot] = undefined;
-      this.ours = undefined;
     }
+  }
+
+  /** Node's check while connections are open; otherwise the timer stops until the next one. */
+  private tick(): void {
+    if (this.open > 0) {
+      this.check!();
+      return;
+    }
+    const s = this.server as unknown as Record<symbol, unknown>;
+    clearInterval(this.ours);
+    if (s[this.slot!] === this.ours) s[this.slot!] = undefined;
+    this.ours = undefined;
   }
 
   /** For tests and stats: is the timer running? */

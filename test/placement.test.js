@@ -74,8 +74,10 @@ describe('placement policy: pickForTest()', function () {
     const r = pickForTest([asleep(3000), awake(150, answered)], NOW);
     assert.deepEqual(r.tiers, ['free', 'free']);
     assert.equal(r.pick, 1);
-    // The connection it just answered does not count as load; another it holds does.
-    assert.equal(pick([asleep(3000), awake(150, { ...answered, open: 2 })]), 0);
+    // The connection it just answered does not count as load. A loop holding others may find
+    // their requests on its next poll: prompt, as before (light load only).
+    assert.equal(pick([asleep(3000, { open: 1 }), awake(150, answered)]), 1);
+    assert.deepEqual(pickForTest([asleep(3000), awake(150, { ...answered, open: 2 })], NOW).tiers, ['free', 'prompt']);
     // Not while the request of what we just sent it has not come: it may block.
     assert.equal(pick([asleep(3000), awake(150, { open: 1, sentAtUs: NOW.us - 400 })]), 0);
     // Not with a request in flight (300 µs into a 200 ms handler looks the same), nor with a

@@ -99,6 +99,7 @@ describe('real apps, unmodified, under `herdless <file>` (2 workers)', function 
       const answers = await fromPids(httpAsk(port));
       for (const body of answers.values()) assert.match(body, expect);
       for (const pid of answers.keys()) assert.ok(childPids(cli.pid).includes(pid), `pid ${pid} is not a worker of herdless`);
+      assert.match(cli.log(), new RegExp(`listening on http://\\[?[0-9a-f:.]+\\]?:${port} `));
     });
   }
 
@@ -135,7 +136,9 @@ describe('real apps, unmodified, under `herdless <file>` (2 workers)', function 
           res.on('end', () => resolve({ pid: Number(body.split(' ')[4]), body }));
         }).on('error', reject);
       });
-    await start('https.js', { env: { PORT: String(port), TLS_KEY: tls.keyPath, TLS_CERT: tls.certPath }, probe: ask });
+    const cli = await start('https.js', { env: { PORT: String(port), TLS_KEY: tls.keyPath, TLS_CERT: tls.certPath }, probe: ask });
+    // The banner says what the app's server speaks (its workers tell the primary).
+    assert.match(cli.log(), new RegExp(`listening on https://\\[?[0-9a-f:.]+\\]?:${port} `));
     const answers = await fromPids(ask);
     for (const body of answers.values()) assert.match(body, /^hello over https from \d+ true$/);
   });
@@ -156,7 +159,8 @@ describe('real apps, unmodified, under `herdless <file>` (2 workers)', function 
         });
         req.on('error', reject);
       });
-    await start('http2-secure.js', { env: { PORT: String(port), TLS_KEY: tls.keyPath, TLS_CERT: tls.certPath }, probe: ask });
+    const cli = await start('http2-secure.js', { env: { PORT: String(port), TLS_KEY: tls.keyPath, TLS_CERT: tls.certPath }, probe: ask });
+    assert.match(cli.log(), new RegExp(`listening on https://\\[?[0-9a-f:.]+\\]?:${port} `));
     const answers = await fromPids(ask);
     for (const body of answers.values()) assert.match(body, /^hello over h2 from \d+ \/h2$/);
   });
@@ -178,7 +182,8 @@ describe('real apps, unmodified, under `herdless <file>` (2 workers)', function 
           }
         });
       });
-    await start('net-echo.js', { env: { PORT: String(port) }, probe: ask });
+    const cli = await start('net-echo.js', { env: { PORT: String(port) }, probe: ask });
+    assert.match(cli.log(), new RegExp(`listening on tcp://\\[?[0-9a-f:.]+\\]?:${port} `));
     const answers = await fromPids(ask);
     for (const body of answers.values()) assert.match(body, /^hello from \d+\r\nping\n$/);
   });

@@ -56,12 +56,12 @@ describe('queue metrics', function () {
     const { listeners } = d.stats();
     assert.equal(listeners.length, listen.length);
     const port4 = d.address().port;
-    assert.deepEqual(listeners[0], { address: `127.0.0.1:${port4}`, queued: 0, backlog: limitFor(64) });
+    assert.deepEqual(listeners[0], { address: `127.0.0.1:${port4}`, protocol: 'http', queued: 0, backlog: limitFor(64) });
     // unix_diag answers for unix sockets (what `ss -xl` uses); CI kernels have it.
-    assert.deepEqual(listeners[1], { address: socketPath, queued: 0, backlog: limitFor(32) });
+    assert.deepEqual(listeners[1], { address: socketPath, protocol: 'http', queued: 0, backlog: limitFor(32) });
     if (v6) {
       assert.match(listeners[2].address, /^\[::1\]:\d+$/);
-      assert.deepEqual({ ...listeners[2], address: 'x' }, { address: 'x', queued: 0, backlog: limitFor(48) });
+      assert.deepEqual({ ...listeners[2], address: 'x' }, { address: 'x', protocol: 'http', queued: 0, backlog: limitFor(48) });
       const port6 = Number(listeners[2].address.split(':').pop());
       assert.equal((await request({ host: '::1', port: port6, path: '/' })).status, 200);
     } else {
@@ -77,13 +77,13 @@ describe('queue metrics', function () {
     d = await Dispatcher.start({ app: APP, mode: 'herd', min: 1, max: 1, listen: { port: 0, host: '127.0.0.1', backlog: 40 } });
     assert.equal((await get(d.address().port)).status, 200);
     let s = d.stats();
-    assert.deepEqual(s.listeners, [{ address: `127.0.0.1:${d.address().port}`, queued: 0, backlog: limitFor(40) }]);
+    assert.deepEqual(s.listeners, [{ address: `127.0.0.1:${d.address().port}`, protocol: 'http', queued: 0, backlog: limitFor(40) }]);
     assert.equal(s.dispatchWait.count, 0, 'no hand-off, no wait');
     await d.close();
     d = await Dispatcher.start({ app: APP, mode: 'reuseport', min: 1, max: 1, listen: { port: 0, host: '127.0.0.1', backlog: 40 } });
     assert.equal((await get(d.address().port)).status, 200);
     s = d.stats();
-    assert.deepEqual(s.listeners, [{ address: `127.0.0.1:${d.address().port}`, queued: null, backlog: 40 }]);
+    assert.deepEqual(s.listeners, [{ address: `127.0.0.1:${d.address().port}`, protocol: 'http', queued: null, backlog: 40 }]);
     assert.equal(s.dispatchWait.count, 0);
   });
 

@@ -48,7 +48,9 @@ function metricsAddress(value: FileConfig['metrics']): { port: number; host?: st
 
 function banner(d: Dispatcher, opts: DispatcherOptions, metrics: MetricsServer | undefined, control: CliControl | undefined, log: Logger): void {
   const a = d.address();
-  const where = a === null ? 'an inherited socket' : typeof a === 'string' ? `unix:${a}` : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  // What the app's server speaks (https, tls, a plain net server), as its workers said.
+  const scheme = d.stats().listeners[0]?.protocol ?? 'http';
+  const where = a === null ? 'an inherited socket' : typeof a === 'string' ? `unix:${a}` : `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   const mode = opts.mode ?? 'dispatch';
   const count = Math.max(1, d.stats().listeners.length);
   const more = count > 1 ? ` and ${count - 1} more` : '';

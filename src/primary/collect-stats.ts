@@ -95,11 +95,20 @@ export function collectStats(from: StatsSources): DispatcherStats {
 
 /** Each listener's accept queue: one getsockopt (or netlink query, unix) each, now. */
 function listenerStats(from: StatsSources): ListenerStats[] {
-  const all = [...from.sockets, ...(from.closing ? [] : (from.appListeners?.list() ?? []).map((a) => a.listener))];
-  return all.map((l) => {
+  // The accept thread's index of each: the configured ones first, then those the app opened.
+  const all = [
+    ...from.sockets.map((listener, index) => ({ index, listener })),
+    ...(from.closing ? [] : (from.appListeners?.list() ?? [])),
+  ];
+  return all.map(({ index, listener: l }) => {
     // Closed by close(): the fd number may belong to something else by now.
     const q = from.closing ? null : from.addon.listenQueue(l.fd);
-    return { address: describeListener(l), queued: q?.queued ?? null, backlog: q?.backlog ?? l.backlog ?? null };
+    return {
+      address: describeListener(l),
+      protocol: from.pool.protocols.get(index) ?? null,
+      queued: q?.queued ?? null,
+      backlog: q?.backlog ?? l.backlog ?? null,
+    };
   });
 }
 

@@ -12,7 +12,7 @@ import type { Addon, NativeAcceptor } from '../shared/binding';
 import type { HerdlessError } from '../shared/errors';
 import type { Listener } from './listeners';
 import { answerListen, type AppListeners } from './app-listeners';
-import { HERDLESS_EVENT, isWorkerMessage, wire } from '../shared/protocol';
+import { HERDLESS_EVENT, isProtocol, isWorkerMessage, wire, type Protocol } from '../shared/protocol';
 import type { NormalizedOptions } from './options';
 import type { WaitCounts } from '../shared/scoreboard';
 import { WorkerHandle, type RetireReason, type WorkerExit } from './worker-handle';
@@ -28,6 +28,9 @@ export interface PoolEvents {
   'worker-exit': [WorkerExit];
   error: [Error];
 }
+
+/** A worker's 'ready' names at most this many listeners (a label each; the IPC guard bounds the message too). */
+const MAX_LISTENERS_TOLD = 256;
 
 export class Pool extends EventEmitter<PoolEvents> {
   readonly workers = new Map<number, WorkerHandle>();
@@ -46,6 +49,8 @@ export class Pool extends EventEmitter<PoolEvents> {
   private readonly readBack: ReadBack;
   /** What workers' IPC channels were refused (handles closed, channels ended, reads paused), over the pool's life. */
   readonly ipc = emptyIpcCounts();
+  /** By listener index: what its connections speak, as the workers serving it said. */
+  readonly protocols = new Map<number, Protocol>();
   /** Starts under way (being started, or waiting out a back-off before a start). */
   private readonly launches = new Set<Promise<WorkerHandle | undefined>>();
 
@@ -197,9 +202,20 @@ export class Pool extends EventEmitter<PoolEvents> {
 
   /** listen() and server.close() in the app: the primary opens, shares and closes the listeners. */
   private onWorkerMessage(w: WorkerHandle, m: unknown): void {
-    if (!isWorkerMessage(m) || (m.herdless !== 'listen' && m.herdless !== 'unlisten')) return;
+    if (!isWorkerMessage(m)) return;
+    if (m.herdless === 'ready') {
+      if (Array.isArray(m.protocols)) for (const entry of m.protocols.slice(0, MAX_LISTENERS_TOLD)) this.noteProtocol(entry?.[0], entry?.[1]);
+      return;
+    }
+    if (m.herdless !== 'listen' && m.herdless !== 'unlisten') return;
     const reply = answerListen(this.appListeners, w.id, m, this.closing || w.state === 'exited', this.opts.mode);
+    if (reply?.herdless === 'listening') this.noteProtocol(reply.index, m.herdless === 'listen' ? m.protocol : undefined);
     if (reply && w.child?.connected) w.child.send(wire(reply), () => {});
+  }
+
+  /** What listener `index` speaks, as its workers say (a label for stats and the banner only). */
+  private noteProtocol(index: unknown, protocol: unknown): void {
+    if (Number.isInteger(index) && (index as number) >= 0 && isProtocol(protocol)) this.protocols.set(index as number, protocol);
   }
 
   /** Dispatch-wait counts of every worker there has been (each one's page, and those gone). */

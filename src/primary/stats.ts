@@ -2,6 +2,7 @@
 import type { AcceptorStats, ProxyStats } from '../shared/binding';
 import type { Mode } from './options';
 import type { IpcCounts } from './ipc-guard';
+import type { Protocol } from '../shared/protocol';
 
 export interface WorkerStats {
   id: number;
@@ -39,6 +40,10 @@ export interface WorkerStats {
 export interface ListenerStats {
   /** "127.0.0.1:8080", "[::1]:8080", or the unix socket's path. */
   address: string;
+  /** What its connections speak, as the app's server in the workers says: 'http' (http, and
+   *  http2 without TLS), 'https' (https, http2 with TLS), 'tls' (another tls.Server), 'tcp' (a
+   *  net.Server); null until a worker serving it is ready. */
+  protocol: Protocol | null;
   /** Connections the kernel completed that nobody has accepted yet; null where it cannot tell
    *  (reuseport mode: each worker has its own queue; a unix socket without unix_diag). */
   queued: number | null;

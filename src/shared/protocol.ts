@@ -40,6 +40,12 @@ export type AppListenSpec =
   | { kind: 'tcp'; ip?: string; port: number; backlog: number; ipv6Only: boolean; nth: number; exclusive?: boolean }
   | { kind: 'unix'; path: string; backlog: number; readableAll: boolean; writableAll: boolean; nth: number; exclusive?: boolean };
 
+/** What a listener's connections speak, as the worker serving it says (its server's class). */
+export type Protocol = 'http' | 'https' | 'tls' | 'tcp';
+const PROTOCOLS: readonly string[] = ['http', 'https', 'tls', 'tcp'];
+/** A worker's word is checked before it is kept (it only ever labels a listener). */
+export const isProtocol = (p: unknown): p is Protocol => typeof p === 'string' && PROTOCOLS.includes(p);
+
 /** A failed app listen(), as the worker rebuilds Node's error from it. */
 export interface ListenFailure {
   code: string;
@@ -92,10 +98,11 @@ export interface HealthReport {
 }
 
 export type WorkerMessage =
-  | { herdless: 'ready' }
+  /** protocols: [listener index, what its server speaks] for the listeners it serves. */
+  | { herdless: 'ready'; protocols?: [number, Protocol][] }
   | { herdless: 'load-error'; message: string; stack?: string }
   | { herdless: 'draining' }
-  | { herdless: 'listen'; seq: number; spec: AppListenSpec }
+  | { herdless: 'listen'; seq: number; spec: AppListenSpec; protocol?: Protocol }
   | { herdless: 'unlisten'; index: number }
   /** The answer to an ask: `metrics` is the app's prom-client getMetricsAsJSON(), null if it uses none. */
   | { herdless: 'health'; seq: number; health: HealthReport | null; metrics?: unknown[] | null; metricsError?: string };

@@ -17,6 +17,7 @@ import * as util from 'node:util';
 import type { AppListenSpec, ListenerInfo, ListenFailure, PrimaryMessage, WorkerMessage } from '../shared/protocol';
 import { HERDLESS_EVENT, isPrimaryMessage, wire } from '../shared/protocol';
 import { standInHandle, type Listenable } from './listen-handle';
+import { protocolOf } from './protocol-of';
 import { state } from './state';
 
 export interface AppListenHooks {
@@ -124,10 +125,10 @@ export function routeAppListen(hooks: AppListenHooks): void {
     pending.delete(m.seq);
     done?.(m);
   });
-  const ask = (spec: AppListenSpec, then: Pending) => {
+  const ask = (server: net.Server, spec: AppListenSpec, then: Pending) => {
     const id = ++seq;
     pending.set(id, then);
-    const message: WorkerMessage = { herdless: 'listen', seq: id, spec };
+    const message: WorkerMessage = { herdless: 'listen', seq: id, spec, protocol: protocolOf(server) };
     if (process.connected) process.send!(wire(message));
   };
 
@@ -153,7 +154,7 @@ export function routeAppListen(hooks: AppListenHooks): void {
       const exclusive = options.exclusive === true;
       const go = (ip: string | undefined) => {
         const nth = takeSlot(this, `tcp:${ip ?? '*'}:${port}:${ipv6Only}`);
-        ask({ kind: 'tcp', ip, port, backlog, ipv6Only, nth, exclusive }, (reply) => settle(this, reply, ip ?? null, port, hooks));
+        ask(this, { kind: 'tcp', ip, port, backlog, ipv6Only, nth, exclusive }, (reply) => settle(this, reply, ip ?? null, port, hooks));
       };
       if (host) {
         dns.lookup(host, (err, ip) => {
@@ -170,7 +171,7 @@ export function routeAppListen(hooks: AppListenHooks): void {
       s._pipeName = path;
       const nth = takeSlot(this, `unix:${path}`);
       const spec: AppListenSpec = { kind: 'unix', path, backlog, readableAll: options.readableAll === true, writableAll: options.writableAll === true, nth, exclusive: options.exclusive === true };
-      ask(spec, (reply) => settle(this, reply, path, -1, hooks));
+      ask(this, spec, (reply) => settle(this, reply, path, -1, hooks));
       return this;
     }
     state.listenCalls--;

@@ -13,7 +13,8 @@ import * as dc from 'node:diagnostics_channel';
 import * as http from 'node:http';
 import type * as net from 'node:net';
 import { Score } from '../shared/scoreboard';
-import type { ListenerInfo } from '../shared/protocol';
+import type { ListenerInfo, Protocol } from '../shared/protocol';
+import { protocolOf } from './protocol-of';
 import { Adopter, type Peer } from './adopt';
 import { ConnectionChecks } from '../shared/connection-checks';
 
@@ -83,6 +84,15 @@ export class Intake {
 
   private updateChecks(open: number): void {
     for (const checks of this.checks.values()) checks.update(open);
+  }
+
+  /** [listener index, what its server speaks] for every listener routed here. */
+  protocols(): [number, Protocol][] {
+    const out: [number, Protocol][] = [];
+    this.routes.forEach((r, index) => {
+      if (r) out.push([index, protocolOf(r.server)]);
+    });
+    return out;
   }
 
   /** Every server that takes connections here. */

@@ -311,7 +311,7 @@ async function main(): Promise<void> {
     );
   }
   openInboxes();
-  send({ herdless: 'ready' });
+  send({ herdless: 'ready', protocols: intake.protocols() });
 }
 
 process.on(HERDLESS_EVENT, (m: unknown) => {

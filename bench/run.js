@@ -27,6 +27,8 @@ const USAGE = `usage: node bench/run.js [options]
   --contenders <a,b>   only these contenders: ${contenders.ALL.map((c) => c.name).join(', ')}
   --reps <n>           repetitions per contender and load (quick 3, full 5)
   --seconds <n>        seconds per wrk run (quick 1, full 3)
+  --warmup <n>         seconds of load before the first repetition (quick 1, full 2): a pool's first
+                       seconds run code V8 has not optimized yet, in every worker it reaches
   --json <file>        also write the raw results there
   --out <dir>          where latest.json, latest.md and the charts go (default bench/results)
   --smoke              one tiny scenario in a few seconds; exits non-zero if anything fails
@@ -42,6 +44,7 @@ function parse() {
       json: { type: 'string' },
       reps: { type: 'string' },
       seconds: { type: 'string' },
+      warmup: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -77,6 +80,7 @@ async function main() {
   const profile = { ...(args.smoke ? PROFILES.smoke : args.full ? PROFILES.full : PROFILES.quick) };
   if (args.reps) profile.reps = Math.max(1, Number(args.reps));
   if (args.seconds) profile.seconds = Math.max(1, Math.round(Number(args.seconds)));
+  if (args.warmup) profile.warmup = Math.max(0, Math.round(Number(args.warmup)));
   const found = tools.check();
   if (!found.wrk) {
     console.error(`wrk is not installed. Install it with:\n  ${tools.INSTALL}`);

@@ -239,15 +239,20 @@ describe('placement by loop state, and stealing (real processes)', function () {
     assert.equal(scrape.status, 200);
     assert.match(scrape.text, /^nodejs_eventloop_lag_seconds \d/m, 'the lag is still reported');
     assert.match(scrape.text, /^process_cpu_seconds_total \d/m);
-    // V8's memory reducer collects garbage once some 8 s after the last activity (a burst of
-    // helper-thread switches): the window starts after it.
+    // V8's memory reducer collects garbage some 8 s after the last activity (a burst of
+    // helper-thread switches), and may do so again 8 s later: the windows start after the
+    // first, and a timer shows in every window where such a collection shows in one. Up to
+    // three windows of 4 s; one quiet window is enough.
     await sleep(12000);
-    const before = contextSwitches(info.pid);
-    await sleep(6000);
-    const primary = contextSwitches(info.pid) - before;
-    console.log(`      context switches over 6 s idle, serving /metrics: primary ${primary}`);
-    // Was ~600 (prom-client's event-loop-lag histogram: a 10 ms timer, for good), then ~7 (the
+    const windows = [];
+    for (let i = 0; i < 3 && !(windows.at(-1) <= 3); i++) {
+      const before = contextSwitches(info.pid);
+      await sleep(4000);
+      windows.push(contextSwitches(info.pid) - before);
+    }
+    console.log(`      context switches per 4 s idle, serving /metrics: primary ${windows.join(', ')}`);
+    // Was ~400 (prom-client's event-loop-lag histogram: a 10 ms timer, for good), then ~5 (the
     // metrics server's own 1 s request-timeout check, now run only while a scraper is connected).
-    assert.ok(primary <= 4, `the primary serving /metrics made ${primary} context switches in 6 s idle`);
+    assert.ok(Math.min(...windows) <= 3, `the primary serving /metrics made ${windows.join(', ')} context switches in 4 s windows idle`);
   });
 });

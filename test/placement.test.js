@@ -66,24 +66,32 @@ describe('placement policy: pickForTest()', function () {
     assert.equal(pick([asleep(10_000), asleep(100, { pending: 1, unreadSinceUs: NOW.us - 50 })]), 0);
   });
 
-  it('a loop awake briefly with nothing in flight is on its way to poll: free and the warmest, so one client keeps one warm worker', () => {
+  it('at light load, a loop awake briefly with nothing in flight is on its way to poll: free and the warmest, so one client keeps one warm worker', () => {
     // One client, a request per connection: its next connection comes while the worker that
     // answered the last is still closing it. Sending it to the sleeping worker made the two
-    // take turns, each woken cold (issue #19, one client).
+    // take turns, each woken cold (issue #19, one client). Light load: the accept thread's
+    // last round found at most one connection, and this is the first of its round.
+    const light = { light: true };
     const answered = { open: 1, sentAtUs: NOW.us - 400, servedSinceSent: true };
-    const r = pickForTest([asleep(3000), awake(150, answered)], NOW);
+    const r = pickForTest([asleep(3000), awake(150, answered)], NOW, light);
     assert.deepEqual(r.tiers, ['free', 'free']);
     assert.equal(r.pick, 1);
-    // The connection it just answered does not count as load. A loop holding others may find
-    // their requests on its next poll: prompt, as before (light load only).
-    assert.equal(pick([asleep(3000, { open: 1 }), awake(150, answered)]), 1);
-    assert.deepEqual(pickForTest([asleep(3000), awake(150, { ...answered, open: 2 })], NOW).tiers, ['free', 'prompt']);
-    // Not while the request of what we just sent it has not come: it may block.
-    assert.equal(pick([asleep(3000), awake(150, { open: 1, sentAtUs: NOW.us - 400 })]), 0);
-    // Not with a request in flight (300 µs into a 200 ms handler looks the same), nor with a
-    // connection unread, nor awake past 500 µs: those are prompt, after every free worker.
-    for (const w of [awake(150, { ...answered, inFlight: 1 }), awake(150, { pending: 1, unreadSinceUs: NOW.us - 50 }), awake(800, answered)]) {
-      const t = pickForTest([asleep(3000), w], NOW);
+    // The connection it just answered does not count as load.
+    assert.equal(pickForTest([asleep(3000, { open: 1 }), awake(150, answered)], NOW, light).pick, 1);
+    // In a burst (not light) the tiers decide as before: an awake loop is prompt.
+    assert.deepEqual(pickForTest([asleep(3000), awake(150, answered)], NOW).tiers, ['free', 'prompt']);
+    // Prompt, after every free worker, also: a loop holding other connections (their requests
+    // may be on its next poll); one whose just-sent connection's request has not come (it may
+    // block); one with a request in flight (300 µs into a 200 ms handler looks the same); one
+    // with a connection unread; one awake past 500 µs.
+    for (const w of [
+      awake(150, { ...answered, open: 2 }),
+      awake(150, { open: 1, sentAtUs: NOW.us - 400 }),
+      awake(150, { ...answered, inFlight: 1 }),
+      awake(150, { pending: 1, unreadSinceUs: NOW.us - 50 }),
+      awake(800, answered),
+    ]) {
+      const t = pickForTest([asleep(3000), w], NOW, light);
       assert.deepEqual(t.tiers, ['free', 'prompt']);
       assert.equal(t.pick, 0);
     }

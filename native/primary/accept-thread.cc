@@ -76,6 +76,8 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
       ArmListeners(false);
       break;
     }
+    // Light load: the last round found at most one connection, and this is this round's first.
+    light_load_ = i == 0 && last_round_taken_ <= 1;
     int chosen = PickWorker(now, skip);
     if (chosen < 0) {
       result = Pause::kBackpressure;
@@ -132,6 +134,7 @@ Acceptor::Pause Acceptor::AcceptFrom(size_t index) {
     workers_[w].sent++;  // tentatively, so that the next choice sees this worker's new load
     if (batches_[w].size() == kMaxBatch) SendBatch(w, static_cast<uint32_t>(index));
   }
+  light_load_ = false;  // other paths place connections that waited: not light load
   for (size_t w = 0; w < batches_.size(); w++)
     if (!batches_[w].empty()) SendBatch(w, static_cast<uint32_t>(index));
   if (!waiting_.empty()) result = Pause::kBackpressure;
@@ -308,7 +311,8 @@ void Acceptor::RunLoop() {
     if (pause == Pause::kBackpressure) backpressure_pauses_.fetch_add(1, std::memory_order_relaxed);
     if (pause == Pause::kFds) fd_pauses_.fetch_add(1, std::memory_order_relaxed);
     ArmForReader();
-    delay_us = coalescer.After(accepted_.load(std::memory_order_relaxed) - accepted_before);
+    last_round_taken_ = accepted_.load(std::memory_order_relaxed) - accepted_before;
+    delay_us = coalescer.After(last_round_taken_);
     // Waiting only pays while every worker has work: an idle worker should get the next
     // connection the moment it arrives.
     if (delay_us > 0 && AnyWorkerIdle()) delay_us = 0;

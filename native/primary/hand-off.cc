@@ -113,6 +113,7 @@ placement::Options Acceptor::PlacementOptions() const {
   placement::Options o;
   o.max_connections = max_connections_;
   o.avoid_us = steal_after_us_ > 0 && steal_after_us_ < kAvoidUs ? steal_after_us_ : kAvoidUs;
+  o.light = light_load_;
   return o;
 }
 

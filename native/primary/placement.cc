@@ -4,7 +4,7 @@
 //   workers: [{ awake, sinceUs, sinceMs, pending, open, inFlight, maxConnections,
 //               unreadSinceUs, sentAtUs, servedSinceSent, usable }]   (what a scoreboard and the accept thread hold)
 //   now:     { us, ms }
-//   options: { maxConnections, avoidUs, stealAfterUs, start }
+//   options: { maxConnections, avoidUs, stealAfterUs, light, start }
 //   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool],
 //        stealCount: [how many of its unread connections a steal would take back now] }
 //
@@ -68,6 +68,7 @@ Napi::Value PickForTest(const Napi::CallbackInfo& info) {
   placement::Options o;
   o.max_connections = I32(opts_js, "maxConnections");
   o.avoid_us = U32(opts_js, "avoidUs", o.avoid_us);
+  o.light = opts_js.Get("light").ToBoolean();
   uint32_t steal_after = U32(opts_js, "stealAfterUs", 5000);
   size_t start = U32(opts_js, "start");
   static const char* names[] = {"free", "prompt", "slow", "suspect", "none"};
@@ -123,6 +124,7 @@ Napi::Value PickByClientForTest(const Napi::CallbackInfo& info) {
   placement::Options o;
   o.max_connections = I32(opts_js, "maxConnections");
   o.avoid_us = U32(opts_js, "avoidUs", o.avoid_us);
+  o.light = opts_js.Get("light").ToBoolean();
   uint64_t stall_us = U32(opts_js, "stallUs", 100000);
   return Napi::Number::New(env,
                            placement::PickByClient(views.data(), keys.data(), views.size(), client, o, now, stall_us));

@@ -13,9 +13,9 @@
 //      load the same warm worker serves everything and the others stay asleep, so the pool
 //      makes as few wake-ups as one worker needs (concentration), never at the cost of a
 //      busy worker taking what a free one could.
-//      A loop awake under kFinishingUs with no request in flight, nothing unread and no
-//      connection but the one it just answered counts as free and the warmest: it is on its
-//      way back to poll (see Assess).
+//      At light load, a loop awake under kFinishingUs with no request in flight, nothing
+//      unread and no connection but the one it just answered counts as free and the warmest:
+//      it is on its way back to poll (see Assess).
 //   2. Prompt: awake for at most `avoid_us`, or asleep with connections just sent. The fewest
 //      connections already waiting first (each is work of unknown length ahead of ours: one
 //      may be a request that blocks for seconds), then one with no request in flight (a loop
@@ -67,6 +67,8 @@ struct WorkerView {
 struct Options {
   int32_t max_connections = 0;  // per worker (maxConnectionsPerWorker), 0 = none
   uint32_t avoid_us = 2000;     // awake longer than this: slow
+  bool light = false;           // light load: the last round found at most one connection, and
+                                // this is the first of its round (a finishing loop counts as free)
 };
 
 struct Clock {
@@ -168,20 +170,27 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
   // the worker that answered the last one is still closing it, and sending it to the other
   // (asleep) worker made the two take turns, each woken cold for every request. So it counts
   // as free, asleep for 0 µs (the warmest), and the connection it just answered, usually on
-  // its way out, does not count as load. Not fresh once it has answered a request since our
-  // last send (that connection's request came; what it holds no longer waits for one). No
+  // its way out, does not count as load. Only once it has answered a request since our last
+  // send (that connection's request came; what it holds no longer waits for one). No
   // request in flight is what keeps a loop 300 µs into a 200 ms handler out of this, and
   // holding no other connection keeps it to light load: a loop with more connections may find
   // more of their requests on its next poll, and under load (8 workers on 2 cores, -c64)
-  // sending to such loops instead of sleeping ones cost 12% of the throughput.
-  if (awake && pending == 0 && in_flight == 0 && open <= 1 && since_change <= kFinishingUs) {
+  // sending to such loops instead of sleeping ones cost 12% of the throughput. Only at light
+  // load (Options::light): in a burst, where connections arrive many to a round, the tiers
+  // decide as they always did.
+  // A loop that has just been sent a connection whose request has not been answered yet stays
+  // prompt, as before: that request may still come and block (and in a burst every loop looks
+  // like this: ranking it free would put it ahead of loops merely busy reading theirs).
+  if (o.light && awake && pending == 0 && in_flight == 0 && open <= 1 && since_change <= kFinishingUs) {
     uint64_t since_sent = 0;
-    a.fresh = open > 0 && w.sent_ever && !w.served_since_sent && Elapsed(now.us, w.sent_at_us, &since_sent) &&
-              since_sent < kFreshUs;
-    a.tier = Tier::kFree;
-    a.idle_us = 0;
-    a.load = 0;
-    return a;
+    bool fresh = open > 0 && w.sent_ever && !w.served_since_sent && Elapsed(now.us, w.sent_at_us, &since_sent) &&
+                 since_sent < kFreshUs;
+    if (!fresh) {
+      a.tier = Tier::kFree;
+      a.idle_us = 0;
+      a.load = 0;
+      return a;
+    }
   }
   uint64_t busy = awake ? since_change : 0;
   uint64_t held = busy > unread ? busy : unread;

@@ -8,13 +8,19 @@ const { waitFor } = require('./helpers/wait');
 
 const app = require.resolve('./fixtures/slot.js');
 
-/** Ask until every live worker has answered: pid -> what it said. */
+/**
+ * Ask until every live worker has answered: pid -> what it said. Several at once: one request
+ * at a time stays on the warm worker (placement concentrates light load).
+ */
 async function askAll(d) {
   const seen = new Map();
   await waitFor(async () => {
-    const r = await get(d.address().port, '/', { headers: { connection: 'close' } });
-    const body = JSON.parse(r.text);
-    seen.set(body.pid, body);
+    const ready = d.workers().filter((w) => w.state === 'ready');
+    const answers = await Promise.all(Array.from({ length: 2 * ready.length }, () => get(d.address().port, '/', { headers: { connection: 'close' } })));
+    for (const r of answers) {
+      const body = JSON.parse(r.text);
+      seen.set(body.pid, body);
+    }
     return d.workers().filter((w) => w.state === 'ready').every((w) => seen.has(w.pid));
   }, 10_000);
   return seen;

@@ -129,8 +129,8 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   std::vector<uint64_t> batch_since_ns_;   // per worker: accept time of its batch's first fd
   size_t next_ = 0;                        // round-robin start for breaking ties
   bool light_load_ = false;                // the last round took at most one connection, and none yet this one
-  uint64_t last_round_taken_ = 0;
-  int32_t max_connections_ = 0;  // per worker; 0 = unlimited
+  uint64_t last_round_taken_ = 0;          // connections the last accept round took (light load: <= 1)
+  int32_t max_connections_ = 0;            // per worker; 0 = unlimited
   uint32_t stall_ms_ = 100;      // unused since placement reads the loop state (kept for the constructor's signature)
   uint32_t steal_after_us_ = 0;  // take back connections a worker has held unread this long; 0 = never
   std::vector<placement::WorkerView> views_;  // scratch for PickWorker, reused

@@ -257,7 +257,7 @@ describe('CLI', function () {
     }, 3000);
     assert.equal(served.length, 2, 'one line per worker');
     const status = cli.log();
-    assert.match(status, /listener 127\.0\.0\.1:\d+: 0 queued of \d+/, 'the accept queue of each listener');
+    assert.match(status, /listener 127\.0\.0\.1:\d+ \(http\): 0 queued of \d+/, 'the accept queue of each listener, and what it speaks');
     const wait = /dispatch wait: (\d+) connections, mean [\d.]+ ms, [\d.]+% within 1 ms/.exec(status);
     assert.ok(wait, 'the dispatch wait');
     assert.ok(Number(wait[1]) >= 3, `dispatch wait counted ${wait[1]} connections`);

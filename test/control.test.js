@@ -84,6 +84,7 @@ describe('control socket and commands', function () {
     assert.equal(s.workers.reduce((n, w) => n + w.requests, 0), 1);
     assert.deepEqual(s.listeners.map((l) => l.address), [`127.0.0.1:${port}`]);
     assert.equal(typeof s.listeners[0].backlog, 'number');
+    assert.equal(s.listeners[0].protocol, 'http');
     assert.equal(s.dispatchWaitCount, 1);
     assert.ok(s.dispatchWaitP99Seconds > 0);
 
@@ -92,7 +93,7 @@ describe('control socket and commands', function () {
     assert.match(text.stdout, new RegExp(`^herdless ${VERSION.replace(/\./g, '\\.')}  pid ${cli.pid} `));
     assert.match(text.stdout, /SLOT +PID +STATE +UPTIME +RESTARTS +CONNS +REQUESTS +REQ\/S +ELD p99 +ELU +HEAP +RSS/);
     for (const w of s.workers) assert.match(text.stdout, new RegExp(`^ +${w.slot} +${w.pid} +ready `, 'm'));
-    assert.match(text.stdout, new RegExp(`^127\\.0\\.0\\.1:${port} +0/\\d+ +<= `, 'm'));
+    assert.match(text.stdout, new RegExp(`^127\\.0\\.0\\.1:${port} +http +0/\\d+ +<= `, 'm'));
     // Requests per second: the change since the previous status request.
     await get(port);
     await get(port);

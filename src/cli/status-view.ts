@@ -62,8 +62,8 @@ export function renderStatus(s: StatusResult): string[] {
     s.dispatchWaitP99Seconds === null ? '-' : `<= ${seconds(s.dispatchWaitP99Seconds)}`;
   const listeners = table(
     [
-      ['LISTENER', 'QUEUED/BACKLOG', 'DISPATCH WAIT p99'],
-      ...s.listeners.map((l) => [l.address, `${l.queued ?? '?'}/${l.backlog ?? '?'}`, s.mode === 'dispatch' ? wait : 'n/a']),
+      ['LISTENER', 'PROTOCOL', 'QUEUED/BACKLOG', 'DISPATCH WAIT p99'],
+      ...s.listeners.map((l) => [l.address, l.protocol ?? '?', `${l.queued ?? '?'}/${l.backlog ?? '?'}`, s.mode === 'dispatch' ? wait : 'n/a']),
     ],
     new Set(),
   );

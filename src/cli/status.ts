@@ -18,7 +18,7 @@ export function logStatus(d: Dispatcher, log: Logger): void {
         (w.fdRoomStalls > 0 ? `, out of fds ${w.fdRoomStalls} times (${w.connectionsWaiting} left waiting)` : '') +
         (w.rejectedFds > 0 ? `, ${w.rejectedFds} hand-offs lost fds` : ''),
     ),
-    ...s.listeners.map((l) => `  listener ${l.address}: ${l.queued ?? 'unknown'} queued of ${l.backlog ?? 'unknown'}`),
+    ...s.listeners.map((l) => `  listener ${l.address}${l.protocol ? ` (${l.protocol})` : ''}: ${l.queued ?? 'unknown'} queued of ${l.backlog ?? 'unknown'}`),
     ...(s.mode === 'dispatch' ? [dispatchWaitLine(s.dispatchWait)] : []),
     ...(s.proxy.accepted + s.proxy.malformed + s.proxy.timedOut > 0
       ? [`  PROXY headers: ${s.proxy.accepted} read (${s.proxy.local} LOCAL, ${s.proxy.untrusted ?? 0} from peers outside proxyFrom, ignored), ${s.proxy.malformed} malformed, ${s.proxy.timedOut} timed out, ${s.proxy.waiting} awaited now`]

@@ -62,6 +62,8 @@ export interface WorkerRow {
 
 export interface ListenerRow {
   address: string;
+  /** What the app's server there speaks ('http', 'https', 'tls', 'tcp'), null until a worker says. */
+  protocol: string | null;
   queued: number | null;
   backlog: number | null;
 }

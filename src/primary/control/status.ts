@@ -70,7 +70,7 @@ export class StatusBuilder {
     const seen = new Map<number, { at: number; requests: number }>();
     const workers = s.workers.map((w) => this.row(w, now, seen)).sort((a, b) => a.slot - b.slot || a.id - b.id);
     this.last = seen;
-    const listeners: ListenerRow[] = s.listeners.map((l) => ({ address: l.address, queued: l.queued, backlog: l.backlog }));
+    const listeners: ListenerRow[] = s.listeners.map((l) => ({ address: l.address, protocol: l.protocol, queued: l.queued, backlog: l.backlog }));
     const p99 = s.mode === 'dispatch' ? waitP99(s.dispatchWait.buckets, s.dispatchWait.count) : null;
     return {
       pid: process.pid,

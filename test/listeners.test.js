@@ -9,7 +9,7 @@ const net = require('node:net');
 const https = require('node:https');
 const { spawn } = require('node:child_process');
 const { Dispatcher } = require('..');
-const { get, request, hammer, assertAllOk, RawClient, makeCert, listeningSockets, socketInode } = require('./helpers');
+const { get, request, hammer, untilServedBy, assertAllOk, RawClient, makeCert, listeningSockets, socketInode } = require('./helpers');
 
 const app = require.resolve('./fixtures/pid.js');
 const local = { port: 0, host: '127.0.0.1' };
@@ -202,8 +202,12 @@ describe('listeners and modes', function () {
 
   it('runs an app that uses the worker API: serve(server) and workerId()', async () => {
     d = await Dispatcher.start({ min: 2, max: 2, app: require.resolve('./fixtures/serve-api.js'), listen: local });
-    const results = await hammer(20, 4, () => get(d.address().port));
-    assertAllOk(results);
+    const burst = async () => {
+      const rs = await hammer(20, 4, () => get(d.address().port));
+      assertAllOk(rs);
+      return rs;
+    };
+    const results = await untilServedBy(2, burst, (r) => JSON.parse(r.text).pid);
     const workers = d.workers();
     const ids = new Set();
     for (const r of results) {

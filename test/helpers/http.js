@@ -55,6 +55,24 @@ async function hammer(total, concurrency, fn) {
   return results;
 }
 
+/**
+ * Ask `burst()` (resolving an array of answers) again until the answers come from `want`
+ * distinct `keyOf(answer)` values, at most `rounds` times; resolves every answer. Placement
+ * keeps light load on the warmest free worker, so one burst of fast requests may be served by
+ * one worker; reaching every worker is then a matter of asking while one is busy.
+ */
+async function untilServedBy(want, burst, keyOf, rounds = 20) {
+  const answers = [];
+  const keys = new Set();
+  for (let i = 0; i < rounds && keys.size < want; i++) {
+    for (const a of await burst()) {
+      answers.push(a);
+      keys.add(keyOf(a));
+    }
+  }
+  return answers;
+}
+
 /** Throw with a summary if any of `results` is an Error. */
 function assertAllOk(results) {
   const errors = results.filter((r) => r instanceof Error);
@@ -175,4 +193,4 @@ class RawClient {
   }
 }
 
-module.exports = { request, get, hammer, assertAllOk, RawClient };
+module.exports = { request, get, hammer, untilServedBy, assertAllOk, RawClient };

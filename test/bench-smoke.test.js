@@ -17,3 +17,25 @@ describe('benchmark harness (smoke)', function () {
     assert.match(out, /bench smoke: ok/);
   });
 });
+
+describe('benchmark contenders', function () {
+  this.timeout(60000);
+  const contenders = require('../bench/contenders');
+  const { get } = require('./helpers');
+
+  for (const name of ['dispatch', 'cluster-none']) {
+    it(`${name}: counts() reports each worker's connections (S4 reads it)`, async () => {
+      const inst = await contenders.start(contenders.byName(name), { workers: 2 });
+      try {
+        const before = await inst.counts();
+        for (let i = 0; i < 4; i++) assert.equal((await get(inst.port, '/')).status, 200);
+        const after = await inst.counts();
+        const pids = inst.workerPids();
+        const gained = pids.reduce((n, pid) => n + (after.get(pid)?.connections ?? 0) - (before.get(pid)?.connections ?? 0), 0);
+        assert.equal(gained, 4, `connections counted per worker: ${JSON.stringify([...after])}`);
+      } finally {
+        await inst.stop();
+      }
+    });
+  }
+});

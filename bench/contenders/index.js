@@ -17,11 +17,11 @@ const APPS = {
   'hello-listen': path.join(__dirname, '../apps/hello-listen.js'),
 };
 
-/** Run a Node server script with its own stats directory for apps/counters.js. counters:
+/** Run a Node server script with its own stats directory for apps/counters.js. withCounters:
  *  false leaves the directory unset, and with it the counters' flush timer (the idle scenario). */
-async function nodeServer(script, args, counters = true) {
+async function nodeServer(script, args, withCounters = true) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herdless-bench-stats-'));
-  const h = await startScript(path.join(__dirname, script), args, { BENCH_STATS_DIR: counters ? dir : '' }).catch((err) => {
+  const h = await startScript(path.join(__dirname, script), args, { BENCH_STATS_DIR: withCounters ? dir : '' }).catch((err) => {
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   });

@@ -114,4 +114,10 @@ describe('proxyFrom: only trusted peers may name the client (real sockets)', fun
     assert.equal(parseCli(['--proxy-protocol', '--proxy-from', '10.0.0.0/8,fd00::/8,unix', 'app.js']).options.proxyFrom, '10.0.0.0/8,fd00::/8,unix');
     assert.throws(() => parseCli(['--proxy-from', '10.0.0.0/40', 'app.js']), { code: 'ERR_HERDLESS_INVALID_OPTION', option: '--proxy-from' });
   });
+
+  it('the default rules (built without net.isIP) are exactly what parsing DEFAULT_PROXY_FROM gives', () => {
+    const { normalizeProxyFrom, encodeProxyTrust, DEFAULT_PROXY_FROM } = require('../../lib/primary/proxy-from');
+    assert.deepEqual(encodeProxyTrust(normalizeProxyFrom(undefined)), encodeProxyTrust(normalizeProxyFrom(DEFAULT_PROXY_FROM)));
+    assert.deepEqual(normalizeProxyFrom(undefined), normalizeProxyFrom(DEFAULT_PROXY_FROM.join(',')));
+  });
 });

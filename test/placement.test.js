@@ -115,6 +115,24 @@ describe('placement policy: pickForTest()', function () {
     assert.equal(pick([asleep(10, { open: 300 }), awake(1500, { open: 10, maxConnections: 10 })]), 0);
   });
 
+  it('a worker holding lasting connections (more than it closed lately) is spread from 16 held, not 64', () => {
+    // recentCloses: what the accept thread counted it close in the last 1-2 s (received - open).
+    const lasting = (open) => asleep(10, { open, recentCloses: 0 });
+    assert.equal(pick([lasting(20), awake(1500, { open: 2 })]), 1, 'a burst of keep-alive connections: spread');
+    assert.equal(pick([lasting(20), awake(1500, { open: 12 })]), 0, 'within the slack (8 + 12/8) the tiers decide');
+    assert.equal(pick([lasting(15), awake(1500)]), 0, 'below 16 the tiers decide');
+    // Short connections passing through (it closed more than it holds): concentrated up to 64, as before.
+    assert.equal(pick([asleep(10, { open: 40, recentCloses: 900 }), awake(1500)]), 0);
+    // Not known (no count yet, or a board that makes no sense): as before.
+    assert.equal(pick([asleep(10, { open: 40 }), awake(1500)]), 0);
+    // Never onto a real stall, nor (below 64) onto a loop held past avoid_us without progress
+    // (one handler holding it); one that reads and answers while awake (a burst) is fine.
+    assert.equal(pick([lasting(40), awake(150_000)]), 0);
+    assert.equal(pick([lasting(40), awake(5000, { inFlight: 1 })]), 0);
+    assert.equal(pick([lasting(40), awake(5000, { inFlight: 1, open: 3, progressing: true })]), 1);
+    assert.equal(pick([asleep(10, { open: 70, recentCloses: 0 }), awake(5000, { inFlight: 1 })]), 1, 'past 64, as before');
+  });
+
   it('a steal takes everything below 64 held, past that only what keeps the taker within the spread (issue #19)', () => {
     const stalled = (open, pending) => awake(50_000, { open, pending, unreadSinceUs: NOW.us - 50_000 });
     const r = pickForTest([stalled(1, 5), asleep(10, { open: 3 })], NOW);

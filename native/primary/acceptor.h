@@ -51,6 +51,16 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
     uint32_t sent_at_us = 0;  // when we saw `sent` grow: the accept thread looks after every round
     bool sent_ever = false;
     uint32_t requests_at_send = 0;  // its board's requests answered when we saw `sent` grow
+    // Connections it closed lately (received - open): the closes of the window under way and
+    // those of the one before, for placement's "lasting" (placement.h, 5. Spread).
+    bool close_window_set = false;
+    uint32_t close_window_ms = 0;
+    uint32_t closed_at_window = 0;
+    uint32_t closes_before = 0;
+    // The awake span we last saw (its loop state word) and its counts when we first saw it.
+    uint32_t span_loop = 0;
+    uint32_t span_received = 0;
+    uint32_t span_requests = 0;
   };
 
   enum class Pause { kNone, kBackpressure, kFds, kErrors };
@@ -87,6 +97,7 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   void ArmListeners(bool armed);        // proxyProtocol: stop accepting while headers fill the reader
   void ArmForReader();                  // armed exactly when the reader has room (every round's end)
   placement::Options PlacementOptions() const;
+  static int64_t RecentCloses(Worker& w, uint32_t received, int32_t open, uint32_t now_ms);
   void SendBatch(size_t worker, uint32_t listener);
   bool FlushWaiting();  // false: some connections still wait
   int PickWorker(uint32_t now, const std::vector<bool>& skip);

@@ -27,9 +27,10 @@
 namespace herdless {
 namespace {
 
-constexpr uint32_t kAvoidUs = 2000;      // a loop awake this long gets nothing while another can take it
-constexpr int kStealRecheckMs = 2;       // a stalled worker holds connections but nobody is free yet
-constexpr size_t kStealMaxRecords = 64;  // per worker per step, like a worker's own read batch
+constexpr uint32_t kAvoidUs = 2000;        // a loop awake this long gets nothing while another can take it
+constexpr int kStealRecheckMs = 2;         // a stalled worker holds connections but nobody is free yet
+constexpr size_t kStealMaxRecords = 64;    // per worker per step, like a worker's own read batch
+constexpr uint32_t kCloseWindowMs = 1000;  // closes are counted per window of this long (RecentCloses)
 
 }  // namespace
 
@@ -57,12 +58,44 @@ placement::WorkerView Acceptor::Observe(Worker& w, bool usable, MonotonicNow now
   v.sent_ever = w.sent_ever;
   v.usable = usable;
   v.open = w.board->Load(kOpen);
+  v.recent_closes = RecentCloses(w, received, v.open, now.ms);
   v.in_flight = w.board->Load(kInFlight);
   v.max_connections = w.board->Load(kMaxConnections);
   v.loop = static_cast<uint32_t>(w.board->Load(kLoopState));
+  // Progress within an awake span: a loop held in one long handler reads and answers nothing.
+  if (v.loop != w.span_loop) {
+    w.span_loop = v.loop;
+    w.span_received = received;
+    w.span_requests = requests;
+  }
+  v.progressing = (v.loop & 1u) != 0 && (received != w.span_received || requests != w.span_requests);
   v.loop_since_ms = static_cast<uint32_t>(w.board->Load(kLoopSinceMs));
   v.unread_since_us = w.unread_since_us;
   return v;
+}
+
+// Connections worker `w` closed in the last one to two seconds (received - open, counted in
+// windows of kCloseWindowMs), or -1 when its board makes no sense. Read at each look, so it
+// costs nothing when nothing arrives; a window that ended long ago counts at its average rate.
+int64_t Acceptor::RecentCloses(Worker& w, uint32_t received, int32_t open, uint32_t now_ms) {
+  if (open < 0) return -1;
+  uint32_t closed = received - static_cast<uint32_t>(open);
+  if (!w.close_window_set) {
+    w.close_window_set = true;
+    w.close_window_ms = now_ms;
+    w.closed_at_window = closed;
+    w.closes_before = 0;
+  }
+  uint32_t elapsed = now_ms - w.close_window_ms;
+  uint32_t during = closed - w.closed_at_window;
+  if (during >= (1u << 31) || elapsed >= (1u << 31)) return -1;  // counted backwards, or a clock in the future
+  if (elapsed >= kCloseWindowMs) {
+    w.closes_before = static_cast<uint32_t>(uint64_t{during} * kCloseWindowMs / elapsed);
+    w.close_window_ms = now_ms;
+    w.closed_at_window = closed;
+    during = 0;
+  }
+  return int64_t{w.closes_before} + during;
 }
 
 // A channel that said EAGAIN (the kernel queues at most net.unix.max_dgram_qlen records,

@@ -54,6 +54,9 @@ std::vector<placement::WorkerView> Views(const Napi::Array& list) {
     v.sent_ever = w.Get("sentAtUs").IsNumber();
     v.sent_at_us = U32(w, "sentAtUs");
     v.served_since_sent = w.Get("servedSinceSent").ToBoolean();
+    Napi::Value closes = w.Get("recentCloses");
+    v.recent_closes = closes.IsNumber() ? closes.As<Napi::Number>().Int64Value() : -1;
+    v.progressing = w.Get("progressing").ToBoolean();
   }
   return views;
 }

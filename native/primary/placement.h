@@ -41,7 +41,13 @@
 //      seconds can wait; a light load never gets here, so stalls still steer it).
 //      Short connections close before they add up, so they stay concentrated; and until the
 //      chosen worker holds kSpreadFrom connections, the tiers alone decide (a moderate load
-//      keeps away from a loop blocked in a handler, whatever the counts).
+//      keeps away from a loop blocked in a handler, whatever the counts). A worker that holds
+//      more connections than it closed in the last second or two holds lasting ones (a burst
+//      of keep-alive connections, not a stream of short ones passing through: with 8 workers
+//      at -c64 Connection: close the busiest holds 16-46 and closes thousands a second), and
+//      for it the spread starts at kSpreadFromLasting: 100 keep-alive connections opened at
+//      once on 4 workers otherwise ended 64 / 27 / 5 / 5. Below kSpreadFrom a worker held
+//      past avoid_us is spread to only while it makes progress (WorkerView::progressing).
 #pragma once
 
 #include <cstddef>
@@ -62,6 +68,8 @@ struct WorkerView {
   uint32_t sent_at_us = 0;         // primary's own: when it last sent this worker a connection
   bool sent_ever = false;          // ... if it ever did
   bool served_since_sent = false;  // scoreboard: a request answered since that last send
+  int64_t recent_closes = -1;      // connections it closed in the last 1-2 s (-1: not known)
+  bool progressing = false;        // read a connection or answered a request since we first saw this awake span
 };
 
 struct Options {
@@ -84,10 +92,12 @@ struct Assessment {
   uint32_t idle_us = 0;  // free only: how long it has been asleep
   int64_t load = 0;      // open + in flight + pending
   int64_t pending = 0;
-  bool fresh = false;       // sent a connection within kFreshUs
-  uint64_t held_us = 0;     // awake this long, or its oldest unread connection this old
-  int64_t holds = 0;        // connections it holds: open + pending (not requests)
-  bool in_handler = false;  // a request in flight: its loop may be in the first µs of a long handler
+  bool fresh = false;        // sent a connection within kFreshUs
+  uint64_t held_us = 0;      // awake this long, or its oldest unread connection this old
+  int64_t holds = 0;         // connections it holds: open + pending (not requests)
+  bool in_handler = false;   // a request in flight: its loop may be in the first µs of a long handler
+  bool lasting = false;      // holds more than it closed lately: its connections stay (a burst of keep-alive ones)
+  bool progressing = false;  // awake, but reading or answering: busy with a burst, not held in one handler
 };
 
 constexpr uint32_t kPendingCostUs = 250;     // a connection already waiting costs about this much
@@ -100,6 +110,7 @@ constexpr uint64_t kFinishingUs = 500;       // awake this briefly, nothing in f
 constexpr uint64_t kSpreadStallUs = 100000;  // held past this: stalled (client-ip's default stall, too)
 constexpr int64_t kSpreadSlackMin = 8;       // a worker may hold this many more than the least-holding one
 constexpr int64_t kSpreadFrom = 64;          // below this many held, the tiers alone decide (no burst)
+constexpr int64_t kSpreadFromLasting = 16;   // ... unless what it holds is lasting: then from this many
 
 // How many more connections than the least-holding worker the chosen one may hold: a few in
 // absolute terms (short connections concentrate), an eighth in relative ones (a burst ends
@@ -148,6 +159,8 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
   a.in_handler = in_flight > 0;
   a.pending = pending;
   a.holds = open + pending;
+  a.lasting = w.recent_closes >= 0 && a.holds > w.recent_closes;
+  a.progressing = w.progressing;
   if (!sane) {
     a.tier = Tier::kSuspect;
     a.wait_us = unread;
@@ -247,17 +260,23 @@ inline int Pick(const WorkerView* workers, size_t n, const Options& o, Clock now
       best_a = a;
     }
   }
-  if (best < 0 || best_a.holds < kSpreadFrom) return best;
+  if (best < 0 || best_a.holds < (best_a.lasting ? kSpreadFromLasting : kSpreadFrom)) return best;
   // 5. Spread. When every worker is slow (a burst on a loaded machine keeps each loop awake
   // for tens of ms), the one chosen is slow too: any loop held not much longer is as good.
   uint64_t bound = kSpreadStallUs;
   if (best_a.tier == Tier::kSlow && best_a.held_us * 2 > bound) bound = best_a.held_us * 2;
+  // Spreading only because what it holds is lasting (under kSpreadFrom): to a loop held past
+  // avoid_us only while it makes progress (reads connections or answers requests: a burst
+  // keeps every loop busy), never to one held in a single handler (a loop 5 ms into a 1.5 s
+  // handler gets none of 40 connections arriving at once).
+  bool lasting_only = best_a.holds < kSpreadFrom;
   int least = -1;
   Assessment least_a;
   for (size_t k = 0; k < n; k++) {
     size_t i = (start + k) % n;
     Assessment a = Assess(workers[i], o, now);
     if (a.tier == Tier::kNone || !Spreadable(a, bound)) continue;
+    if (lasting_only && a.tier == Tier::kSlow && a.in_handler && !a.progressing) continue;
     // Among equals, the better tier, then the better by that tier's own order.
     if (least < 0 || a.holds < least_a.holds ||
         (a.holds == least_a.holds && (a.tier < least_a.tier || (a.tier == least_a.tier && Better(a, least_a))))) {

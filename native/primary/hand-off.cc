@@ -88,7 +88,14 @@ int64_t Acceptor::RecentCloses(Worker& w, uint32_t received, int32_t open, uint3
   }
   uint32_t elapsed = now_ms - w.close_window_ms;
   uint32_t during = closed - w.closed_at_window;
-  if (during >= (1u << 31) || elapsed >= (1u << 31)) return -1;  // counted backwards, or a clock in the future
+  if (during >= (1u << 31) || elapsed >= (1u << 31)) {
+    // Counted backwards (its board lies), or unseen for longer than the ms clock can tell
+    // (~25 days idle): start afresh, and say nothing this once.
+    w.close_window_ms = now_ms;
+    w.closed_at_window = closed;
+    w.closes_before = 0;
+    return -1;
+  }
   if (elapsed >= kCloseWindowMs) {
     w.closes_before = static_cast<uint32_t>(uint64_t{during} * kCloseWindowMs / elapsed);
     w.close_window_ms = now_ms;

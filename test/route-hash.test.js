@@ -1,5 +1,5 @@
 'use strict';
-// route: 'client-ip' as a pure function (native/primary/placement.h PickByClient, through
+// route: 'client-ip' as a pure function (native/primary/route-hash.h PickByClient, through
 // addon.pickByClientForTest): rendezvous hashing over each worker's stable key (its slot),
 // of a client hash keyed with the pool's secret (SipHash-2-4). One client address always
 // lands on the same healthy worker, whatever the order the workers are listed in; adding one

@@ -254,7 +254,7 @@ Napi::Value Acceptor::SetStealAfter(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setRoute(clientIp, secret?): before start(). true: route: 'client-ip' (placement.h,
+// setRoute(clientIp, secret?): before start(). true: route: 'client-ip' (route-hash.h,
 // PickByClient). secret: the pool's 16-byte key for the client hash (a Buffer).
 Napi::Value Acceptor::SetRoute(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(mutex_);

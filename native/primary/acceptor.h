@@ -19,6 +19,7 @@
 
 #include "shared/channel.h"
 #include "primary/placement.h"
+#include "primary/route-hash.h"
 #include "primary/proxy-reader.h"
 #include "shared/scoreboard.h"
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "primary/placement.h"
+#include "primary/route-hash.h"
 #include "primary/steal-policy.h"
 
 namespace herdless {

@@ -1,6 +1,6 @@
 /**
  * The pool's secret for route: 'client-ip' (16 random bytes): it keys the client-address hash
- * (native/primary/placement.h), so that nobody can compute offline which worker an address
+ * (native/primary/route-hash.h), so that nobody can compute offline which worker an address
  * lands on. One per pool, chosen at start; a reload keeps it (same primary); an upgrade hands
  * it to the new primary in HERDLESS_ROUTE_SECRET (hex), which is read once and removed from
  * the environment at once, so that workers (which run as the unprivileged user) never see it.

@@ -135,7 +135,7 @@ export interface Addon {
   ): { pick: number; tiers: string[]; steal: boolean[] };
   /** One sd_notify(3) datagram to `socket` (a path, or "@name" for an abstract one). */
   sdNotify(socket: string, message: string): void;
-  /** Client-ip routing (native/placement.h PickByClient) as a pure function; for tests. */
+  /** Client-ip routing (native/primary/route-hash.h PickByClient) as a pure function; for tests. */
   pickByClientForTest(
     workers: Record<string, number | boolean>[],
     keys: number[],

@@ -85,8 +85,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<herdless::Handoff> out;
   uint32_t announced = 0, malformed = 0;
   int rc = 0;
+  // One record per call, then several (recvmmsg takes up to kRecordsPerCall at once).
   for (size_t round = 0; round <= records && rc == 0; round++)
-    rc = herdless::ReceiveHandoffs(f.recv_end, 1, &out, &announced, &malformed);
+    rc = herdless::ReceiveHandoffs(f.recv_end, round % 2 == 0 ? 1 : 3, &out, &announced, &malformed);
   Check(rc == 0 || rc == -1);
   Check(out.size() <= fds_sent);
   Check(out.size() <= announced);

@@ -93,37 +93,73 @@ int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, u
   }
 }
 
-int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed) {
-  for (size_t i = 0; i < max; i++) {
-    Incoming in;
-    ssize_t n = in.Receive(channel, 0);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      return errno;
-    }
-    if (n == 0 && in.msg.msg_controllen == 0) return -1;
-    const Payload& payload = in.payload;
-    size_t first = out->size();
-    in.ForEachFd([&](int fd) { out->push_back(Handoff{fd, payload.listener, payload.accepted_ns}); });
-    size_t got = out->size() - first;
-    bool counted = payload.count >= 1 && payload.count <= kMaxBatch;
-    bool with_peers = counted && static_cast<size_t>(n) == sizeof(payload) + sizeof(Peer) * payload.count;
-    bool well_formed = counted && (n == sizeof(payload) || with_peers);
-    // Fds arrive in the order they were sent; the kernel drops from the end (MSG_CTRUNC).
-    if (well_formed && with_peers)
-      for (size_t k = first; k < out->size(); k++) (*out)[k].peer = in.peers[k - first];
-    if (!well_formed || got > payload.count) {
-      // Not from our dispatcher: close whatever came with it.
-      for (size_t k = first; k < out->size(); k++) ::close((*out)[k].fd);
-      out->resize(first);
-      (*malformed)++;
-      continue;
-    }
-    // got < count: the kernel dropped fds it could not install (MSG_CTRUNC, fd limit).
-    if (got < payload.count) (*malformed)++;
-    *announced += payload.count;
+namespace {
+
+// One record, as recvmsg or recvmmsg left it in `in` (n bytes of payload): its connections
+// are appended to *out. Returns false at end of file.
+bool TakeRecord(Incoming& in, ssize_t n, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed) {
+  if (n == 0 && in.msg.msg_controllen == 0) return false;
+  const Payload& payload = in.payload;
+  size_t first = out->size();
+  in.ForEachFd([&](int fd) { out->push_back(Handoff{fd, payload.listener, payload.accepted_ns}); });
+  size_t got = out->size() - first;
+  bool counted = payload.count >= 1 && payload.count <= kMaxBatch;
+  bool with_peers = counted && static_cast<size_t>(n) == sizeof(payload) + sizeof(Peer) * payload.count;
+  bool well_formed = counted && (n == sizeof(payload) || with_peers);
+  // Fds arrive in the order they were sent; the kernel drops from the end (MSG_CTRUNC).
+  if (well_formed && with_peers)
+    for (size_t k = first; k < out->size(); k++) (*out)[k].peer = in.peers[k - first];
+  if (!well_formed || got > payload.count) {
+    // Not from our dispatcher: close whatever came with it.
+    for (size_t k = first; k < out->size(); k++) ::close((*out)[k].fd);
+    out->resize(first);
+    (*malformed)++;
+    return true;
   }
-  return 0;
+  // got < count: the kernel dropped fds it could not install (MSG_CTRUNC, fd limit).
+  if (got < payload.count) (*malformed)++;
+  *announced += payload.count;
+  return true;
+}
+
+}  // namespace
+
+// Up to kRecordsPerCall records per recvmmsg: a call that returns fewer found the channel
+// empty, so a reader that takes one record (the usual case at light load) makes one syscall,
+// not a recvmsg and then another that says EAGAIN.
+int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed,
+                    size_t* records) {
+  size_t taken = 0;
+  int rc = 0;
+  while (taken < max) {
+    size_t want = max - taken < kRecordsPerCall ? max - taken : kRecordsPerCall;
+    Incoming in[kRecordsPerCall];
+    mmsghdr batch[kRecordsPerCall];
+    for (size_t i = 0; i < want; i++) batch[i] = mmsghdr{in[i].msg, 0};
+    int n;
+    do {
+      n = recvmmsg(channel, batch, static_cast<unsigned>(want), MSG_DONTWAIT | MSG_CMSG_CLOEXEC, nullptr);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) rc = errno;
+      break;
+    }
+    bool eof = false;
+    for (int i = 0; i < n && !eof; i++) {
+      in[i].msg = batch[i].msg_hdr;  // the kernel's msg_controllen and msg_flags
+      if (TakeRecord(in[i], static_cast<ssize_t>(batch[i].msg_len), out, announced, malformed))
+        taken++;
+      else
+        eof = true;
+    }
+    if (eof) {
+      rc = -1;
+      break;
+    }
+    if (static_cast<size_t>(n) < want) break;  // the channel is empty now
+  }
+  if (records != nullptr) *records = taken;
+  return rc;
 }
 
 int PeekHandoffCount(int channel, uint32_t* count) {

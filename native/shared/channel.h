@@ -28,7 +28,8 @@
 
 namespace herdless {
 
-constexpr size_t kMaxBatch = 16;  // fds per record; the kernel allows 253 (SCM_MAX_FD)
+constexpr size_t kMaxBatch = 16;       // fds per record; the kernel allows 253 (SCM_MAX_FD)
+constexpr size_t kRecordsPerCall = 8;  // records per recvmmsg (a read of more makes more calls)
 
 // A connection's client address, as the primary knows it (accept4, or a PROXY header).
 struct Peer {
@@ -60,7 +61,10 @@ int SendHandoffs(int channel, const int* fds, size_t count, uint32_t listener, u
 // the number of connections the records announced to *announced. Returns 0 when the channel
 // is merely empty, an errno on failure, or -1 at end of file (the other end is gone). Fds
 // arrive CLOEXEC. A record that is not well formed is closed and counted in *malformed.
-int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed);
+// *records (if given): how many records it took; fewer than `max` means the channel was
+// found empty (or at its end), and no further call is needed to know it.
+int ReceiveHandoffs(int channel, size_t max, std::vector<Handoff>* out, uint32_t* announced, uint32_t* malformed,
+                    size_t* records = nullptr);
 
 // How many connections the next record announces, without taking it (MSG_PEEK with no room
 // for control data: the fds stay with the record). Returns 0 and sets *count (0 if the

@@ -200,7 +200,8 @@ size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
   uint32_t announced = 0, malformed = 0;
   // Once per read: the app runs on this thread, so it opens nothing while we read.
   bool roomy = room_.TableLooksRoomy(kMaxBatch);
-  for (size_t i = 0; i < kReadBatch; i++) {
+  size_t left = kReadBatch;
+  while (left > 0) {
     if (!roomy || !room_.SurelyEnough(kMaxBatch)) {
       // Near the limit: count what is free and look at how many fds the next record holds.
       uint32_t next = 0;
@@ -212,15 +213,19 @@ size_t Inbox::Collect(std::vector<Handoff>* out, bool* hangup) {
       }
       roomy = true;  // just counted: the estimate is exact again until the app runs
     }
-    size_t before = out->size();
-    uint32_t records = announced + malformed;
-    int rc = ReceiveHandoffs(fd_, 1, out, &announced, &malformed);
+    // As many records as the estimate has room for (each may carry kMaxBatch fds), at least
+    // one: the check above made room for that one.
+    size_t want = room_.SurelyEnough(kRecordsPerCall * kMaxBatch) ? kRecordsPerCall : 1;
+    if (want > left) want = left;
+    size_t before = out->size(), records = 0;
+    int rc = ReceiveHandoffs(fd_, want, out, &announced, &malformed, &records);
     room_.Took(out->size() - before);
+    left -= records;
     if (rc != 0) {
       *hangup = true;  // EOF (-1) or a broken channel
       break;
     }
-    if (announced + malformed == records) break;  // empty
+    if (records < want) break;  // empty
   }
   if (malformed > 0) {
     rejected_ += malformed;

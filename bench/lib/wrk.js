@@ -63,7 +63,8 @@ function parse(r) {
     errors: e,
     latency: {
       min: ms(r.latency_us.min), max: ms(r.latency_us.max), mean: ms(r.latency_us.mean),
-      p50: ms(r.latency_us.p50), p90: ms(r.latency_us.p90), p99: ms(r.latency_us.p99), p999: ms(r.latency_us.p999),
+      p50: ms(r.latency_us.p50), p90: ms(r.latency_us.p90), p95: ms(r.latency_us.p95), p98: ms(r.latency_us.p98),
+      p99: ms(r.latency_us.p99), p999: ms(r.latency_us.p999),
     },
   };
 }

@@ -97,6 +97,45 @@ describe('placement policy: pickForTest()', function () {
     }
   });
 
+  it('with the hedge on, a loop answering its one request counts as free and the warmest, while a sleeping worker could take back what it leaves unread', () => {
+    // One client again: its next connection often comes before the response's 'finish' (the
+    // worker still has the request in flight), and a sleeping worker then got it, cold.
+    const hedged = { light: true, hedge: true };
+    const answering = awake(120, { open: 1, inFlight: 1, sentAtUs: NOW.us - 300 });
+    const r = pickForTest([asleep(3000), answering], NOW, hedged);
+    assert.deepEqual(r.tiers, ['free', 'free']);
+    assert.equal(r.pick, 1);
+    // Not without the hedge, not in a burst, not past 500 µs awake, not with more connections
+    // or a connection unread, and not with a request read but not yet started (a connection
+    // sent now would be read in the same turn and wait behind it, beyond any taking back).
+    assert.equal(pickForTest([asleep(3000), answering], NOW, { light: true }).pick, 0);
+    assert.equal(pickForTest([asleep(3000), answering], NOW, { hedge: true }).pick, 0);
+    for (const w of [
+      awake(800, { open: 1, inFlight: 1 }),
+      awake(120, { open: 2, inFlight: 1 }),
+      awake(120, { open: 1, inFlight: 1, pending: 1, unreadSinceUs: NOW.us - 50 }),
+      awake(120, { open: 1, sentAtUs: NOW.us - 300 }),
+    ]) {
+      assert.equal(pickForTest([asleep(3000), w], NOW, hedged).pick, 0);
+    }
+    // No worker asleep to take a connection back (the other awake, or asleep but just sent one
+    // whose request may block): the tiers decide as without the hedge.
+    assert.equal(pickForTest([awake(1500), answering], NOW, hedged).pick, 0);
+    assert.equal(pickForTest([asleep(3000, { open: 1, sentAtUs: NOW.us - 200 }), answering], NOW, hedged).pick, 0);
+  });
+
+  it('the hedge: a connection left unread 1 ms is taken back while another worker is asleep with nothing sent to it lately', () => {
+    const waiting = (unreadUs, o = {}) => awake(2000, { open: 1, inFlight: 1, pending: 1, unreadSinceUs: NOW.us - unreadUs, ...o });
+    assert.deepEqual(pickForTest([waiting(1200), asleep(3000)], NOW).hedgeIn, [0, null]);
+    assert.deepEqual(pickForTest([waiting(300), asleep(3000)], NOW).hedgeIn, [700, null]);
+    // Asleep too, but slow to read: the same (a loaded host, a worker slow to be scheduled).
+    assert.equal(pickForTest([asleep(10, { pending: 1, unreadSinceUs: NOW.us - 1500 }), asleep(3000)], NOW).hedgeIn[0], 0);
+    // Nobody to take it: no hedge (stealAfter alone decides).
+    assert.equal(pickForTest([waiting(1200), awake(100)], NOW).hedgeIn[0], null);
+    assert.equal(pickForTest([waiting(1200), asleep(3000, { open: 1, sentAtUs: NOW.us - 200 })], NOW).hedgeIn[0], null);
+    assert.equal(pickForTest([waiting(1200)], NOW).hedgeIn[0], null);
+  });
+
   it('spreads a burst (issue #19): past 64 connections held, none holds more than 8 + 1/8 over the least-holding worker that is not stalled', () => {
     // What was just sent and not read counts at once (pending), as open connections do.
     assert.equal(pick([asleep(10, { pending: 64, unreadSinceUs: NOW.us - 50 }), awake(1500)]), 1, 'pending counts');

@@ -256,7 +256,7 @@ void Acceptor::RunLoop() {
       if (proxy_.Enabled() && proxy_.Waiting() > 0) proxy_ms = ReadHeadersWhilePaused(&ready);
       for (Worker& w : workers_) w.full = false;
       // Not while fds run out: a record read back then could lose its fds (MSG_CTRUNC).
-      steal_ms = pause == Pause::kFds ? 0 : StealStep();  // 0: look again once resumed
+      steal_ms = pause == Pause::kFds ? 0 : StealStep(false);  // 0: look again once resumed
       pause = FlushWaiting() && HasRoom(MonotonicMillis()) ? Pause::kNone : Pause::kBackpressure;
       // Headers may have completed or timed out meanwhile: the reader's room decides, on this
       // way out of the pause as on every other (a pause that began while the reader was full
@@ -305,7 +305,8 @@ void Acceptor::RunLoop() {
       proxy_ms = proxy_.Expire(MonotonicMillis());
     }
     if (pause == Pause::kNone && !FlushWaiting()) pause = Pause::kBackpressure;
-    steal_ms = StealStep();
+    // Light load, for the hedge: this round took at most one connection.
+    steal_ms = StealStep(accepted_.load(std::memory_order_relaxed) - accepted_before <= 1);
     NoteActivity();
     if (pause == Pause::kNone && !waiting_.empty()) pause = Pause::kBackpressure;
     if (pause == Pause::kBackpressure) backpressure_pauses_.fetch_add(1, std::memory_order_relaxed);

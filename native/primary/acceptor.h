@@ -105,7 +105,8 @@ class Acceptor : public Napi::ObjectWrap<Acceptor> {
   placement::WorkerView Observe(Worker& w, bool usable, MonotonicNow now);
   void MarkFull(Worker& w);
   bool Usable(Worker& w, bool skip);
-  int StealStep();                               // takes back from stalled workers; returns epoll timeout, ms
+  int StealStep(bool light);  // takes back from stalled workers (and hedges at light load); returns epoll timeout, ms
+  bool Hedging() const;
   size_t StealFrom(size_t worker, size_t most);  // most: connections to take, roughly (whole records)
   bool HasRoom(uint32_t now);
   bool AnyWorkerIdle();  // nothing waiting for it, no request in flight

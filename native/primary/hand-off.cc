@@ -154,8 +154,14 @@ placement::Options Acceptor::PlacementOptions() const {
   o.max_connections = max_connections_;
   o.avoid_us = steal_after_us_ > 0 && steal_after_us_ < kAvoidUs ? steal_after_us_ : kAvoidUs;
   o.light = light_load_;
+  o.hedge = Hedging();
   return o;
 }
+
+// Whether StealStep takes back at light load what a worker left unread for kHedgeUs. Not
+// with client-ip routing (a client's connections leave its worker only once it stalls), nor
+// when stealing is off or already as quick.
+bool Acceptor::Hedging() const { return !route_by_client_ && steal_after_us_ > placement::kHedgeUs; }
 
 // Right after PickWorker() (views_ fresh, `usable` already saying who was tried): the
 // heaviest healthy worker for this client, or -1 (no address, or none healthy: the caller
@@ -204,7 +210,7 @@ size_t Acceptor::StealFrom(size_t index, size_t most) {
 // has held them unread past stealAfter, if another worker is free or prompt to take them.
 // Returns how long epoll_wait may sleep: -1 (forever) unless some worker holds unread
 // connections, so an idle pool costs the thread nothing.
-int Acceptor::StealStep() {
+int Acceptor::StealStep(bool light) {
   if (steal_after_us_ == 0 || workers_.empty()) return -1;
   // client-ip: a client's connections leave its worker only once it is stalled (stall_ms_,
   // what PickByClient skips), not after every busy moment: each move can cost a session.
@@ -226,6 +232,10 @@ int Acceptor::StealStep() {
     const placement::WorkerView& v = views_[i];
     if (workers_[i].worker_end < 0) continue;
     uint64_t in = placement::StealIn(v, clock, steal_after_us);
+    if (light && Hedging() && in != 0) {
+      uint64_t hedge = placement::HedgeIn(views_.data(), n, i, clock);
+      if (hedge < in) in = hedge;
+    }
     if (in == UINT64_MAX) continue;
     if (in == 0) {
       int64_t cap = placement::StealCount(views_.data(), n, i, o, clock);

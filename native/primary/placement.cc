@@ -4,9 +4,10 @@
 //   workers: [{ awake, sinceUs, sinceMs, pending, open, inFlight, maxConnections,
 //               unreadSinceUs, sentAtUs, servedSinceSent, usable }]   (what a scoreboard and the accept thread hold)
 //   now:     { us, ms }
-//   options: { maxConnections, avoidUs, stealAfterUs, light, start }
+//   options: { maxConnections, avoidUs, stealAfterUs, light, hedge, start }
 //   -> { pick: index or -1, tiers: ['free' | 'prompt' | 'slow' | 'suspect' | 'none'], steal: [bool],
-//        stealCount: [how many of its unread connections a steal would take back now] }
+//        stealCount: [how many of its unread connections a steal would take back now],
+//        hedgeIn: [µs until the light-load hedge would take its unread connections back, or null] }
 //
 // pickByClientForTest(workers, keys, address, now, options): client-ip routing (PickByClient).
 //   keys: each worker's stable key (its slot); address: an IPv4 or IPv6 address string;
@@ -73,22 +74,27 @@ Napi::Value PickForTest(const Napi::CallbackInfo& info) {
   o.max_connections = I32(opts_js, "maxConnections");
   o.avoid_us = U32(opts_js, "avoidUs", o.avoid_us);
   o.light = opts_js.Get("light").ToBoolean();
+  o.hedge = opts_js.Get("hedge").ToBoolean();
   uint32_t steal_after = U32(opts_js, "stealAfterUs", 5000);
   size_t start = U32(opts_js, "start");
   static const char* names[] = {"free", "prompt", "slow", "suspect", "none"};
   Napi::Array tiers = Napi::Array::New(env, views.size());
   Napi::Array steal = Napi::Array::New(env, views.size());
   Napi::Array steal_count = Napi::Array::New(env, views.size());
+  Napi::Array hedge_in = Napi::Array::New(env, views.size());
   for (uint32_t i = 0; i < views.size(); i++) {
     tiers.Set(i, names[static_cast<int>(placement::Assess(views[i], o, now).tier)]);
     steal.Set(i, placement::ShouldSteal(views[i], now, steal_after));
     steal_count.Set(i, static_cast<double>(placement::StealCount(views.data(), views.size(), i, o, now)));
+    uint64_t hedge = placement::HedgeIn(views.data(), views.size(), i, now);
+    hedge_in.Set(i, hedge == UINT64_MAX ? env.Null() : Napi::Number::New(env, static_cast<double>(hedge)));
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("pick", placement::Pick(views.data(), views.size(), o, now, views.empty() ? 0 : start % views.size()));
   out.Set("tiers", tiers);
   out.Set("steal", steal);
   out.Set("stealCount", steal_count);
+  out.Set("hedgeIn", hedge_in);
   return out;
 }
 
@@ -129,6 +135,7 @@ Napi::Value PickByClientForTest(const Napi::CallbackInfo& info) {
   o.max_connections = I32(opts_js, "maxConnections");
   o.avoid_us = U32(opts_js, "avoidUs", o.avoid_us);
   o.light = opts_js.Get("light").ToBoolean();
+  o.hedge = opts_js.Get("hedge").ToBoolean();
   uint64_t stall_us = U32(opts_js, "stallUs", 100000);
   return Napi::Number::New(env,
                            placement::PickByClient(views.data(), keys.data(), views.size(), client, o, now, stall_us));

@@ -15,7 +15,9 @@
 //      busy worker taking what a free one could.
 //      At light load, a loop awake under kFinishingUs with no request in flight, nothing
 //      unread and no connection but the one it just answered counts as free and the warmest:
-//      it is on its way back to poll (see Assess).
+//      it is on its way back to poll (see Assess). With the hedge (steal-policy.h), so does
+//      one still answering the one request it holds, while a sleeping worker could take back
+//      what it leaves unread.
 //   2. Prompt: awake for at most `avoid_us`, or asleep with connections just sent. The fewest
 //      connections already waiting first (each is work of unknown length ahead of ours: one
 //      may be a request that blocks for seconds), then one with no request in flight (a loop
@@ -77,6 +79,8 @@ struct Options {
   uint32_t avoid_us = 2000;     // awake longer than this: slow
   bool light = false;           // light load: the last round found at most one connection, and
                                 // this is the first of its round (a finishing loop counts as free)
+  bool hedge = false;           // what a worker leaves unread is taken back soon at light load
+                                // (HedgeIn, steal-policy.h): a loop answering counts as free too
 };
 
 struct Clock {
@@ -98,6 +102,7 @@ struct Assessment {
   bool in_handler = false;   // a request in flight: its loop may be in the first µs of a long handler
   bool lasting = false;      // holds more than it closed lately: its connections stay (a burst of keep-alive ones)
   bool progressing = false;  // awake, but reading or answering: busy with a burst, not held in one handler
+  bool answering = false;    // free only because Options::hedge lets a loop answering its one request count
 };
 
 constexpr uint32_t kPendingCostUs = 250;     // a connection already waiting costs about this much
@@ -205,6 +210,23 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
       return a;
     }
   }
+  // Answering: the same, but with the one request we sent it still in flight. One client's
+  // next connection often arrives before the worker's response has finished ('finish' comes a
+  // loop turn after the write; wrk reads the response and reconnects first): sending it to a
+  // sleeping worker then wakes one that has served little, its code cold (5% of one client's
+  // connections, the p90-p95 of a two-worker pool). The same view is a loop 100 µs into a
+  // 200 ms handler; so only with the hedge on, which takes a connection left unread back
+  // after kHedgeUs (1 ms) for a sleeping worker, instead of the 5 ms a stall otherwise costs.
+  // Never with a request read but not yet started (fresh, nothing in flight): a connection we
+  // send would be read in the same turn and could wait behind it, beyond any taking back.
+  // Pick() also needs a worker asleep for the hedge to hand it to, or it does not apply.
+  if (o.light && o.hedge && awake && pending == 0 && in_flight == 1 && open == 1 && since_change <= kFinishingUs) {
+    a.tier = Tier::kFree;
+    a.idle_us = 0;
+    a.load = 0;
+    a.answering = true;
+    return a;
+  }
   uint64_t busy = awake ? since_change : 0;
   uint64_t held = busy > unread ? busy : unread;
   a.wait_us = held + static_cast<uint64_t>(pending) * kPendingCostUs;
@@ -248,7 +270,27 @@ inline bool Spreadable(const Assessment& a, uint64_t bound) {
   return a.tier == Tier::kFree || a.tier == Tier::kPrompt || (a.tier == Tier::kSlow && a.held_us < bound);
 }
 
+// Whether a worker other than `i` is asleep in poll with nothing sent to it lately: where the
+// hedge (steal-policy.h) can hand what `i` leaves unread.
+inline bool HedgeTaker(const WorkerView* workers, size_t n, size_t i, Clock now) {
+  Options o;  // not light: a finishing or answering loop is not asleep
+  for (size_t j = 0; j < n; j++) {
+    if (j == i) continue;
+    Assessment a = Assess(workers[j], o, now);
+    if (a.tier == Tier::kFree && !a.fresh) return true;
+  }
+  return false;
+}
+
 inline int Pick(const WorkerView* workers, size_t n, const Options& o, Clock now, size_t start) {
+  if (o.light && o.hedge) {
+    // An answering loop counts as free only while the hedge could take a connection back.
+    Options plain = o;
+    plain.hedge = false;
+    for (size_t i = 0; i < n; i++)
+      if (Assess(workers[i], o, now).answering && !HedgeTaker(workers, n, i, now))
+        return Pick(workers, n, plain, now, start);
+  }
   int best = -1;
   Assessment best_a;
   for (size_t k = 0; k < n; k++) {

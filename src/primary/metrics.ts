@@ -52,7 +52,7 @@ const COUNTERS: [string, string, (x: Dispatch) => number][] = [
   ['herdless_handoff_retries_total', 'Hand-offs retried on another worker because a channel was full.', (x) => x.handoffRetries],
   ['herdless_connections_redispatched_total', 'Connections read back from a dead worker and sent to another.', (x) => x.redispatched],
   ['herdless_connections_dropped_total', 'Connections closed without a hand-off: the dispatcher stopped while no worker had room.', (x) => x.dropped],
-  ['herdless_connections_stolen_total', 'Connections taken back unread from a worker whose loop stayed busy past stealAfter, and sent to another.', (x) => x.stolen],
+  ['herdless_connections_stolen_total', 'Connections taken back unread from a worker whose loop stayed busy past stealAfter (or, at light load, left unread 1 ms while another worker slept), and sent to another.', (x) => x.stolen],
   ['herdless_backpressure_pauses_total', 'Times accepting paused because no worker had room.', (x) => x.backpressurePauses],
   ['herdless_backpressure_paused_seconds_total', 'Time spent paused for lack of room.', (x) => x.backpressurePausedMs / 1000],
   ['herdless_fd_pauses_total', 'Times accepting paused on EMFILE/ENFILE.', (x) => x.fdPauses],

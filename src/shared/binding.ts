@@ -30,7 +30,7 @@ export interface AcceptorStats {
   handedOff: number;
   handoffRetries: number;
   redispatched: number;
-  /** Connections taken back unread from a worker whose loop stayed busy past stealAfter, and given to another. */
+  /** Connections taken back unread from a worker whose loop stayed busy past stealAfter (or, at light load, left unread 1 ms while another worker slept), and given to another. */
   stolen: number;
   /** Times that happened (each takes back one or more connections). */
   steals: number;

@@ -157,6 +157,35 @@ describe('placement by loop state, and stealing (real processes)', function () {
     assert.equal((await stuck.c.send('/')).status, 200);
   });
 
+  it('light load: what a worker leaves unread 1 ms goes to a sleeping one (the hedge), long before stealAfter: a stopped worker\'s connection is served by the other', async function () {
+    this.timeout(20000);
+    // stealAfter 2 s: a worker that looks asleep would keep it for 8 s (4 x stealAfter) without the hedge.
+    const port = await startPool({ min: 2, max: 2, stealAfter: 2000 });
+    // Whoever answers this fell asleep last, so it is the warmest: light load sends it the next
+    // connection. No connection stays open (an open one arms Node's 1 s request-timeout check,
+    // which would wake the other worker and make it the warmer).
+    const stopped = Number((await get(port, '/')).text);
+    const other = d.workers().find((w) => w.pid !== stopped).pid;
+    await waitFor(() => d.stats().workers.every((w) => !w.loopAwake && w.requestsInFlight === 0 && w.connectionsOpen === 0), 3000, 2, 'the pool at rest');
+    const before = d.stats();
+    process.kill(stopped, 'SIGSTOP');
+    try {
+      const r = await get(port, '/', { timeout: 3000 });
+      assert.equal(Number(r.text), other, `served by ${r.text}; ${stopped} is stopped`);
+      const after = d.stats();
+      assert.ok(after.dispatcher.stolen - before.dispatcher.stolen >= 1, `not taken back: ${JSON.stringify(after.dispatcher)}`);
+      assert.equal(worker(stopped).connectionsReceived, before.workers.find((w) => w.pid === stopped).connectionsReceived);
+    } finally {
+      process.kill(stopped, 'SIGCONT');
+    }
+    // Once it runs again it finds nothing of it: its channel held only what was taken back.
+    await waitFor(() => !worker(stopped).loopAwake, 3000, 5, 'the stopped worker asleep again');
+    assert.equal(worker(stopped).connectionsReceived, before.workers.find((w) => w.pid === stopped).connectionsReceived, 'read a connection that was taken back');
+    const s = d.stats();
+    assert.equal(s.dispatcher.handedOff, s.dispatcher.accepted + s.dispatcher.redispatched + s.dispatcher.stolen - s.dispatcher.waiting, JSON.stringify(s.dispatcher));
+    assert.equal(s.workers.reduce((n, w) => n + w.connectionsReceived, 0), s.dispatcher.accepted, 'connections received in all = accepted');
+  });
+
   it('without V8\'s before-call hook (HERDLESS_LOOP_JS_HOOK=0, as on a Node that lacks it) a blocked worker\'s connections are still taken back', async function () {
     this.timeout(10000);
     // The check handle alone marks the loop awake only after the poll phase, so a handler

@@ -122,6 +122,8 @@ describe('placement policy: pickForTest()', function () {
     // whose request may block): the tiers decide as without the hedge.
     assert.equal(pickForTest([awake(1500), answering], NOW, hedged).pick, 0);
     assert.equal(pickForTest([asleep(3000, { open: 1, sentAtUs: NOW.us - 200 }), answering], NOW, hedged).pick, 0);
+    // Nor while connections wait unread anywhere in the pool (not light load, whatever the round).
+    assert.equal(pickForTest([asleep(3000), answering, awake(100, { pending: 1, unreadSinceUs: NOW.us - 50 })], NOW, hedged).pick, 0);
   });
 
   it('the hedge: a connection left unread 1 ms is taken back while another worker is asleep with nothing sent to it lately', () => {
@@ -134,6 +136,10 @@ describe('placement policy: pickForTest()', function () {
     assert.equal(pickForTest([waiting(1200), awake(100)], NOW).hedgeIn[0], null);
     assert.equal(pickForTest([waiting(1200), asleep(3000, { open: 1, sentAtUs: NOW.us - 200 })], NOW).hedgeIn[0], null);
     assert.equal(pickForTest([waiting(1200)], NOW).hedgeIn[0], null);
+    // Only at light load: that one connection is all that waits unread in the pool (8 workers
+    // on 2 cores at -c64 make rounds of one connection too, with many channels holding some).
+    assert.equal(pickForTest([waiting(1200), asleep(3000), awake(100, { pending: 1, unreadSinceUs: NOW.us - 50 })], NOW).hedgeIn[0], null);
+    assert.equal(pickForTest([waiting(1200, { pending: 2 }), asleep(3000)], NOW).hedgeIn[0], null);
   });
 
   it('spreads a burst (issue #19): past 64 connections held, none holds more than 8 + 1/8 over the least-holding worker that is not stalled', () => {

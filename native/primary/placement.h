@@ -270,6 +270,16 @@ inline bool Spreadable(const Assessment& a, uint64_t bound) {
   return a.tier == Tier::kFree || a.tier == Tier::kPrompt || (a.tier == Tier::kSlow && a.held_us < bound);
 }
 
+// Whether no more than `unread` connections wait unread in the whole pool: light load as the
+// hedge needs it. A round of one connection alone is not enough: 8 workers on 2 cores at -c64
+// make rounds of one too, with connections waiting in half the channels, and hedging there
+// took back nearly every other connection (a worker slow to be scheduled then is not stuck).
+inline bool Quiet(const WorkerView* workers, size_t n, int64_t unread) {
+  int64_t total = 0;
+  for (size_t j = 0; j < n; j++) total += workers[j].pending > 0 ? workers[j].pending : 0;
+  return total <= unread;
+}
+
 // Whether a worker other than `i` is asleep in poll with nothing sent to it lately: where the
 // hedge (steal-policy.h) can hand what `i` leaves unread.
 inline bool HedgeTaker(const WorkerView* workers, size_t n, size_t i, Clock now) {
@@ -284,9 +294,11 @@ inline bool HedgeTaker(const WorkerView* workers, size_t n, size_t i, Clock now)
 
 inline int Pick(const WorkerView* workers, size_t n, const Options& o, Clock now, size_t start) {
   if (o.light && o.hedge) {
-    // An answering loop counts as free only while the hedge could take a connection back.
+    // An answering loop counts as free only while the hedge could take a connection back:
+    // nothing else waits unread in the pool, and another worker sleeps.
     Options plain = o;
     plain.hedge = false;
+    if (!Quiet(workers, n, 0)) return Pick(workers, n, plain, now, start);
     for (size_t i = 0; i < n; i++)
       if (Assess(workers[i], o, now).answering && !HedgeTaker(workers, n, i, now))
         return Pick(workers, n, plain, now, start);

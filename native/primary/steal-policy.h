@@ -76,17 +76,18 @@ inline int64_t StealCount(const WorkerView* workers, size_t n, size_t i, const O
 // it is in a scavenge, slow to be scheduled, or (Assess's "answering") in a handler that
 // blocks, the connection waits it out, where a shared listening socket would have been taken
 // by whichever worker ran first. So at light load (the accept thread's last round took at most
-// one connection) a connection left unread for kHedgeUs is taken back and handed to a worker
-// asleep in poll with nothing sent to it lately, if there is one. One client's connections are
-// read within ~100 µs and the next one arrives before kHedgeUs has passed, so the timer
-// rarely fires; under load connections come many to a round and StealIn alone decides.
+// one connection, and that one is all that waits unread in the pool: Quiet) a connection left
+// unread for kHedgeUs is taken back and handed to a worker asleep in poll with nothing sent to
+// it lately, if there is one. One client's connections are read within ~100 µs and the next
+// one arrives before kHedgeUs has passed, so the timer rarely fires; under load connections
+// wait in several channels at once and StealIn alone decides.
 constexpr uint32_t kHedgeUs = 1000;
 
 // Microseconds until the hedge would take back what worker `i` has not read (0 = now), or
 // UINT64_MAX when nothing waits or no other worker is asleep and free to take it.
 inline uint64_t HedgeIn(const WorkerView* workers, size_t n, size_t i, Clock now) {
   const WorkerView& w = workers[i];
-  if (w.pending <= 0 || !HedgeTaker(workers, n, i, now)) return UINT64_MAX;
+  if (w.pending != 1 || !Quiet(workers, n, 1) || !HedgeTaker(workers, n, i, now)) return UINT64_MAX;
   uint64_t unread = 0;
   if (!Elapsed(now.us, w.unread_since_us, &unread)) return UINT64_MAX;
   return unread >= kHedgeUs ? 0 : kHedgeUs - unread;

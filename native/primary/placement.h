@@ -213,8 +213,8 @@ inline Assessment Assess(const WorkerView& w, const Options& o, Clock now) {
   // Answering: the same, but with the one request we sent it still in flight. One client's
   // next connection often arrives before the worker's response has finished ('finish' comes a
   // loop turn after the write; wrk reads the response and reconnects first): sending it to a
-  // sleeping worker then wakes one that has served little, its code cold (5% of one client's
-  // connections, the p90-p95 of a two-worker pool). The same view is a loop 100 µs into a
+  // sleeping worker then wakes one that has served little, its code cold (~1% of one client's
+  // connections: the p98-p99 of a two-worker pool). The same view is a loop 100 µs into a
   // 200 ms handler; so only with the hedge on, which takes a connection left unread back
   // after kHedgeUs (1 ms) for a sleeping worker, instead of the 5 ms a stall otherwise costs.
   // Never with a request read but not yet started (fresh, nothing in flight): a connection we
